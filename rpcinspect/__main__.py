@@ -1,0 +1,5 @@
+"""``python -m rpcinspect``."""
+
+from rpcinspect.cli.main import main
+
+main()

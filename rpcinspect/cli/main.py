@@ -1,0 +1,172 @@
+"""``rpcinspect`` command line: parses options, runs the engine, renders. No protocol logic here.
+
+Exit codes: 0 success; 2 bad usage or options; 3 an input could not be read completely (not a
+capture, unsupported link type, truncated or corrupt): everything decoded before the damage is
+still written; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import IO, Annotated
+
+import typer
+from rich.console import Console
+
+from rpcinspect import __version__
+from rpcinspect.errors import RpcInspectError
+
+__all__ = ["app", "main"]
+
+EXIT_OK, EXIT_USAGE, EXIT_INPUT = 0, 2, 3
+
+app = typer.Typer(
+    name="rpcinspect",
+    help="Analyze Microsoft RPC (DCE/RPC, MS-RPCE) traffic: calls, interfaces, operations, auth, damage.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class Format(StrEnum):
+    """Output formats of ``analyze``."""
+
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"rpcinspect {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """rpcinspect: see what happens over MS-RPC. Run 'rpcinspect COMMAND --help' for a command's options."""
+
+
+@app.command()
+def analyze(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="pcap or pcapng files (gzip-compressed too), read in the order given.", show_default=False
+        ),
+    ],
+    fmt: Annotated[
+        Format,
+        typer.Option(
+            "--format",
+            "-f",
+            help="table: summary for people. jsonl: one record per line (calls, binds, anomalies, summary). "
+            "json: one document. csv: call records only.",
+        ),
+    ] = Format.table,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Write machine output here instead of standard output.", dir_okay=False
+        ),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No summary or progress on the terminal.")
+    ] = False,
+    top: Annotated[int, typer.Option(help="Rows per summary table.", min=1)] = 25,
+) -> None:
+    """Decode capture files into RPC call and bind records (requests paired with responses).
+
+    With --format table (the default) a summary is printed. With a machine format, records go
+    to standard output or --output; the summary then goes to the terminal (stderr) unless --quiet.
+    Exit codes: 0 ok, 2 usage, 3 an input could not be read completely (its decoded records are
+    still written).
+    """
+    from rpcinspect.engine import analyze as run_analyze
+    from rpcinspect.output.console import Stats, render
+    from rpcinspect.output.writers import make_writer
+
+    err = Console(stderr=True)
+    stats = Stats()
+    stream: IO[bytes] | None = None
+    writer = None
+    if fmt is not Format.table:
+        try:
+            stream = output.open("wb") if output else sys.stdout.buffer
+        except OSError as exc:
+            err.print(f"[red]error:[/] cannot write {output}: {exc.strerror}")
+            raise typer.Exit(EXIT_USAGE) from None
+        writer = make_writer(fmt.value, stream)
+    show_summary = not quiet and (fmt is Format.table or output is not None or err.is_terminal)
+    summary_console = Console() if fmt is Format.table else err
+    progress_cb, progress_done = _progress(err, files, enabled=not quiet and err.is_terminal)
+    try:
+        for rec in run_analyze(files, progress=progress_cb):
+            stats.write(rec)
+            if writer is not None:
+                writer.write(rec)
+    except RpcInspectError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_INPUT) from None
+    except BrokenPipeError:
+        raise typer.Exit(EXIT_OK) from None
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]")
+        raise typer.Exit(130) from None
+    finally:
+        progress_done()
+        if writer is not None:
+            with contextlib.suppress(BrokenPipeError):
+                writer.close()
+            if output is not None and stream is not None:
+                stream.close()
+    if show_summary:
+        render(stats, summary_console, top=top)
+    errors = stats.summary.errors if stats.summary else []
+    for e in errors:
+        err.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+    if errors:
+        raise typer.Exit(EXIT_INPUT)
+
+
+def _progress(console: Console, files: list[Path], *, enabled: bool):  # type: ignore[no-untyped-def]
+    """A rich progress bar over all input bytes, shown only on a terminal and for large inputs."""
+    total = 0
+    for f in files:
+        with contextlib.suppress(OSError):
+            total += f.stat().st_size
+    if not enabled or total < (32 << 20):
+        return None, lambda: None
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    prog = Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+        console=console, transient=True,
+    )  # fmt: skip
+    task = prog.add_task("analyzing", total=total)
+    done_before: dict[str, int] = {}
+    prog.start()
+
+    def update(path: str, nbytes: int) -> None:
+        done_before[path] = nbytes
+        prog.update(task, completed=sum(done_before.values()), description=Path(path).name)
+
+    return update, prog.stop
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except BrokenPipeError:
+        sys.exit(EXIT_OK)

@@ -1,0 +1,450 @@
+"""Association state for connection-oriented DCE/RPC: contexts, auth in force, call pairing.
+
+One :class:`Association` per transport channel (a TCP connection; later an SMB pipe file id)
+owns all mutable state; :mod:`rpcinspect.dcerpc.pdu` stays pure. Calls pair on call_id with
+the expected answer type (request -> response/fault, bind -> bind_ack/bind_nak/fault), a response
+seen first opens its call, and every call becomes a record: on its answer, or when the channel
+closes, or when a limit evicts it (``close_reason`` says which).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rpcinspect.dcerpc import pdu
+from rpcinspect.dcerpc.pdu import PFC_FIRST_FRAG, PFC_LAST_FRAG, Header
+from rpcinspect.records import BindRecord, CallRecord, ContextRecord
+
+if TYPE_CHECKING:
+    from rpcinspect.runtime import Endpoints, Run
+
+__all__ = ["Association"]
+
+_CLIENT_PTYPES = frozenset((0, 11, 14, 16, 18, 19))
+_SERVER_PTYPES = frozenset((2, 3, 12, 13, 15, 17))
+_BTFN_PREFIX = "6cb71c2c-9812-4540-"
+_BTFN_BITS = ((0x1, "security_context_multiplexing"), (0x2, "keep_connection_on_orphan"))
+_NONE_AUTH = (0, 0)
+
+
+class _Context:
+    __slots__ = ("if_uuid", "if_version", "result", "syntax")
+
+    def __init__(self, if_uuid: str, if_version: str) -> None:
+        self.if_uuid = if_uuid
+        self.if_version = if_version
+        self.result: int | None = None
+        self.syntax: str | None = None
+
+
+class _Call:
+    __slots__ = (
+        "auth",
+        "call_id",
+        "ctx_id",
+        "first_frame",
+        "has_request",
+        "obj",
+        "opnum",
+        "req_frags",
+        "req_frame",
+        "req_stub",
+        "resp_frags",
+        "resp_frame",
+        "resp_stub",
+        "resp_ts",
+        "ts",
+    )  # fmt: skip
+
+    def __init__(self, ts: float, frame: int, call_id: int) -> None:
+        self.ts = ts
+        self.first_frame = frame
+        self.req_frame: int | None = None
+        self.resp_frame: int | None = None
+        self.call_id = call_id
+        self.ctx_id: int | None = None
+        self.opnum: int | None = None
+        self.obj: str | None = None
+        self.req_stub = 0
+        self.resp_stub = 0
+        self.req_frags = 0
+        self.resp_frags = 0
+        self.auth: tuple[int, int] | None = None
+        self.resp_ts: float | None = None
+        self.has_request = False
+
+
+class _PendingBind:
+    __slots__ = ("auth", "body", "call_id", "frame", "header_sign", "kind", "ts")
+
+    def __init__(
+        self,
+        ts: float,
+        frame: int,
+        call_id: int,
+        kind: str,
+        body: pdu.BindBody,
+        auth: tuple[int, int],
+        sign: bool,
+    ) -> None:
+        self.ts = ts
+        self.call_id = call_id
+        self.frame = frame
+        self.kind = kind
+        self.body = body
+        self.auth = auth
+        self.header_sign = sign
+
+
+class Association:
+    """DCE/RPC state of one channel; fed whole PDUs by a transport framer."""
+
+    __slots__ = (
+        "_ep",
+        "_rejected_all",
+        "assoc_group",
+        "auth",
+        "binds",
+        "calls",
+        "client_dir",
+        "contexts",
+        "named_pipe",
+        "run",
+        "transport",
+    )  # fmt: skip
+
+    def __init__(self, run: Run, transport: str, endpoints: Endpoints, named_pipe: str | None = None) -> None:
+        self.run = run
+        self.transport = transport
+        self.named_pipe = named_pipe
+        self._ep = endpoints  # (orig addr, orig port, resp addr, resp port) until the client is known
+        self.client_dir: int | None = None
+        self.contexts: dict[int, _Context] = {}
+        self.calls: dict[int, _Call] = {}
+        self.binds: dict[int, _PendingBind] = {}
+        self.auth: tuple[int, int] = _NONE_AUTH  # (auth_type, auth_level) in force, from the last bind leg
+        self.assoc_group: int | None = None
+        self._rejected_all = False
+
+    # -- entry point -----------------------------------------------------------------------------
+    def pdu(self, dirn: int, buf: bytes, off: int, h: Header, frame: int, ts: float) -> None:
+        """Handles one complete PDU that arrived in direction *dirn* (0 = connection originator)."""
+        pt = h.ptype
+        if self.client_dir is None:
+            if pt in _CLIENT_PTYPES:
+                self._set_client(dirn)
+            elif pt in _SERVER_PTYPES:
+                self._set_client(1 - dirn)
+        run = self.run
+        if pt == 0:
+            self._request(buf, off, h, frame, ts)
+        elif pt == 2:
+            self._response(buf, off, h, frame, ts)
+        elif pt == 3:
+            self._fault(buf, off, h, frame, ts)
+        elif pt == 11 or pt == 14:
+            self._bind(buf, off, h, frame, ts)
+        elif pt == 12 or pt == 15:
+            self._bind_ack(buf, off, h, frame, ts)
+        elif pt == 13:
+            self._bind_nak(buf, off, h, frame, ts)
+        elif pt == 16:
+            tr = pdu.auth_trailer(buf, off, h)
+            if tr is not None:
+                self.auth = (tr.auth_type, tr.auth_level)
+            run.count("pdu_auth3")
+        elif pt == 19:
+            run.count("pdu_orphaned")
+            call = self.calls.pop(h.call_id, None)
+            if call is not None:
+                self._emit_call(call, "no_response", None, "orphaned")
+        elif pt == 18:
+            run.count("pdu_co_cancel")
+        elif pt == 17:
+            run.count("pdu_shutdown")
+        elif pt == 20:
+            run.count("pdu_rts")
+        else:
+            self._anomaly("malformed_pdu", f"connectionless PDU type {pt} on a connection", frame, ts)
+
+    # -- calls -----------------------------------------------------------------------------------
+    def _request(self, buf: bytes, off: int, h: Header, frame: int, ts: float) -> None:
+        f = pdu.request_fields(buf, off, h)
+        if f is None:
+            self._anomaly("malformed_pdu", "request shorter than its header", frame, ts)
+            return
+        ctx_id, opnum, stub, obj = f
+        calls = self.calls
+        call = calls.get(h.call_id)
+        if h.flags & PFC_FIRST_FRAG or call is None or call.req_frame is not None:
+            if call is not None:
+                del calls[h.call_id]
+                self._emit_call(call, "no_response", None, "superseded")
+            if not h.flags & PFC_FIRST_FRAG:
+                self.run.count("request_midstream_fragment")
+            if len(calls) >= self.run.limits.max_calls:
+                old = calls.pop(next(iter(calls)))
+                self._anomaly(
+                    "call_evicted", f"more than {self.run.limits.max_calls} calls in flight", frame, ts
+                )
+                self._emit_call(old, "no_response", None, "evicted")
+            call = _Call(ts, frame, h.call_id)
+            call.ctx_id = ctx_id
+            call.opnum = opnum
+            call.obj = obj
+            call.has_request = True
+            tr = pdu.auth_trailer(buf, off, h) if h.auth_len else None
+            call.auth = (tr.auth_type, tr.auth_level) if tr is not None else None
+            calls[h.call_id] = call
+        call.req_frags += 1
+        call.req_stub += stub
+        if h.flags & PFC_LAST_FRAG:
+            call.req_frame = frame
+
+    def _response(self, buf: bytes, off: int, h: Header, frame: int, ts: float) -> None:
+        f = pdu.response_ctx(buf, off, h)
+        if f is None:
+            self._anomaly("malformed_pdu", "response shorter than its header", frame, ts)
+            return
+        call = self._answered_call(h.call_id, f[0], frame, ts)
+        call.resp_frags += 1
+        call.resp_stub += f[1]
+        if h.flags & PFC_LAST_FRAG:
+            call.resp_frame = frame
+            call.resp_ts = ts
+            del self.calls[h.call_id]
+            self._emit_call(call, "ok", None, None)
+
+    def _fault(self, buf: bytes, off: int, h: Header, frame: int, ts: float) -> None:
+        f = pdu.fault_status(buf, off, h)
+        if f is None:
+            self._anomaly("malformed_pdu", "fault shorter than its header", frame, ts)
+            return
+        ctx_id, status = f
+        name = self.run.catalog.fault_name(status)
+        pending = self.binds.pop(h.call_id, None)
+        if pending is not None and h.call_id not in self.calls:
+            self._emit_bind(pending, None, frame, "rejected", name, None)
+            return
+        call = self._answered_call(h.call_id, ctx_id, frame, ts)
+        call.resp_frags += 1
+        call.resp_frame = frame
+        call.resp_ts = ts
+        del self.calls[h.call_id]
+        self._emit_call(call, "fault", name, None)
+
+    def _answered_call(self, call_id: int, ctx_id: int, frame: int, ts: float) -> _Call:
+        call = self.calls.get(call_id)
+        if call is None:
+            self.run.count("response_without_request")
+            call = _Call(ts, frame, call_id)
+            call.ctx_id = ctx_id
+            self.calls[call_id] = call
+        return call
+
+    def _emit_call(self, call: _Call, status: str, fault: str | None, close_reason: str | None) -> None:
+        run = self.run
+        cat = run.catalog
+        ctx = self.contexts.get(call.ctx_id) if call.ctx_id is not None else None
+        if ctx is not None:
+            if_uuid, if_ver = ctx.if_uuid, ctx.if_version
+            iface = cat.interface(if_uuid, if_ver)
+            source = "bind"
+            if ctx.result is not None and ctx.result != 0 and status != "ok":
+                status = "rejected"
+        else:
+            if_uuid = if_ver = None
+            iface = None
+            source = "unknown"
+            if self._rejected_all and status != "ok":
+                status = "rejected"
+        op = None
+        if iface is not None and call.opnum is not None:
+            op = iface.opnums.get(call.opnum)
+        at, al = call.auth if call.auth is not None else self.auth
+        c, cp, s, sp = self._ep
+        rtt = call.resp_ts - call.ts if call.resp_ts is not None and call.has_request else None
+        run.count("calls")
+        run.emit(
+            CallRecord(
+                call.ts, call.req_frame, call.resp_frame, c, cp, s, sp, self.transport, self.named_pipe,
+                call.call_id, call.ctx_id, call.opnum, if_uuid, if_ver,
+                iface.name if iface is not None else None, op, source, call.obj,
+                cat.auth_type_short(at), cat.auth_level_name(al) if al else "none",
+                status, fault, rtt, call.req_stub, call.resp_stub, call.req_frags, call.resp_frags,
+                ctx.syntax if ctx is not None else None, close_reason, self.assoc_group,
+            )  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    # -- binds -----------------------------------------------------------------------------------
+    def _bind(self, buf: bytes, off: int, h: Header, frame: int, ts: float) -> None:
+        body = pdu.bind_body(buf, off, h)
+        kind = "bind" if h.ptype == 11 else "alter_context"
+        if body is None:
+            self._anomaly("malformed_pdu", f"{kind} body does not fit its PDU", frame, ts)
+            return
+        if body.truncated:
+            self._anomaly("malformed_pdu", f"{kind} announces more contexts than it carries", frame, ts)
+        tr = pdu.auth_trailer(buf, off, h)
+        auth = (tr.auth_type, tr.auth_level) if tr is not None else _NONE_AUTH
+        if tr is not None or h.ptype == 11:
+            self.auth = auth
+        for item in body.contexts:
+            if len(self.contexts) >= self.run.limits.max_contexts and item.ctx_id not in self.contexts:
+                self._anomaly("context_limit", "too many presentation contexts", frame, ts)
+                break
+            self.contexts[item.ctx_id] = _Context(item.if_uuid, item.if_version)
+        if len(self.binds) >= self.run.limits.max_binds:
+            old = self.binds.pop(next(iter(self.binds)))
+            self._emit_bind(old, None, None, "no_response", None, "evicted")
+        if h.call_id in self.binds:
+            self._emit_bind(self.binds.pop(h.call_id), None, None, "no_response", None, "superseded")
+        self.binds[h.call_id] = _PendingBind(
+            ts, frame, h.call_id, kind, body, auth, bool(h.flags & pdu.PFC_SUPPORT_HEADER_SIGN)
+        )
+        self.run.count(f"pdu_{kind}")
+
+    def _take_bind(self, call_id: int) -> _PendingBind | None:
+        pending = self.binds.pop(call_id, None)
+        if pending is None and self.binds:
+            self.run.count("bind_ack_call_id_mismatch")
+            pending = self.binds.pop(next(iter(self.binds)))
+        return pending
+
+    def _bind_ack(self, buf: bytes, off: int, h: Header, frame: int, ts: float) -> None:
+        ack = pdu.bind_ack_body(buf, off, h)
+        if ack is None:
+            self._anomaly("malformed_pdu", "bind_ack body does not fit its PDU", frame, ts)
+            return
+        self.assoc_group = ack.assoc_group
+        tr = pdu.auth_trailer(buf, off, h)
+        if tr is not None and tr.auth_level:
+            self.auth = (tr.auth_type, tr.auth_level)
+        pending = self._take_bind(h.call_id)
+        if pending is None:
+            self.run.count("bind_ack_without_bind")
+            return
+        for item, res in zip(pending.body.contexts, ack.results, strict=False):
+            ctx = self.contexts.get(item.ctx_id)
+            if ctx is not None and res.result != 3:
+                ctx.result = res.result
+                ctx.syntax = self.run.catalog.syntax_name(*res.transfer) if res.result == 0 else None
+        accepted = any(r.result == 0 for r in ack.results)
+        if not accepted and ack.results:
+            self._rejected_all = True
+        self._emit_bind(pending, ack, frame, "ok" if accepted else "rejected", None, None)
+
+    def _bind_nak(self, buf: bytes, off: int, h: Header, frame: int, ts: float) -> None:
+        reason = None
+        if h.frag_len >= 18 and len(buf) >= off + 18:
+            reason = (
+                buf[off + 16] | (buf[off + 17] << 8) if h.little else (buf[off + 16] << 8) | buf[off + 17]
+            )
+        pending = self._take_bind(h.call_id)
+        name = self.run.catalog.bind_nak_reason_name(reason) if reason is not None else None
+        if pending is None:
+            self.run.count("bind_nak_without_bind")
+            return
+        for item in pending.body.contexts:
+            ctx = self.contexts.get(item.ctx_id)
+            if ctx is not None:
+                ctx.result = 2
+        self._rejected_all = True
+        self._emit_bind(pending, None, frame, "rejected", name, None)
+
+    def _emit_bind(
+        self,
+        pb: _PendingBind,
+        ack: pdu.BindAck | None,
+        resp_frame: int | None,
+        status: str,
+        nak_reason: str | None,
+        close_reason: str | None,
+    ) -> None:
+        cat = self.run.catalog
+        results = ack.results if ack is not None else ()
+        ctxs: list[ContextRecord] = []
+        for i, item in enumerate(pb.body.contexts):
+            res = results[i] if i < len(results) else None
+            btfn: list[str] | None = None
+            names: list[str] = []
+            for ts_uuid, ts_ver in item.transfer:
+                if ts_uuid.startswith(_BTFN_PREFIX):
+                    bits = int(ts_uuid[19:21], 16) | (int(ts_uuid[21:23], 16) << 8)
+                    btfn = [n for b, n in _BTFN_BITS if bits & b]
+                names.append(cat.syntax_name(ts_uuid, ts_ver) or f"{ts_uuid}:{ts_ver}")
+            iface = cat.interface(item.if_uuid, item.if_version)
+            result = reason = accepted = None
+            if res is not None:
+                result = cat.ack_result_name(res.result)
+                if res.result == 3:  # negotiate_ack: reason carries the features the server supports
+                    reason = None
+                    btfn = [n for b, n in _BTFN_BITS if res.reason & b]
+                else:
+                    reason = cat.ack_reason_name(res.reason)
+                if res.result == 0:
+                    accepted = cat.syntax_name(*res.transfer) or f"{res.transfer[0]}:{res.transfer[1]}"
+            elif status == "rejected" and ack is None:
+                result = "rejected"
+            ctxs.append(
+                ContextRecord(
+                    item.ctx_id,
+                    item.if_uuid,
+                    item.if_version,
+                    iface.name if iface else None,
+                    names,
+                    result,
+                    reason,
+                    accepted,
+                    btfn,
+                )
+            )
+        c, cp, s, sp = self._ep
+        at, al = pb.auth
+        self.run.count("binds")
+        if close_reason:
+            self.run.count(f"bind_{close_reason}")
+        self.run.emit(
+            BindRecord(
+                pb.ts,
+                pb.frame,
+                resp_frame,
+                c,
+                cp,
+                s,
+                sp,
+                self.transport,
+                self.named_pipe,
+                pb.kind,
+                pb.call_id,
+                status,  # type: ignore[arg-type]
+                ack.assoc_group if ack else None,
+                pb.body.max_xmit,
+                pb.body.max_recv,
+                ack.sec_addr if ack else None,
+                cat.auth_type_short(at),
+                cat.auth_level_name(al) if al else "none",
+                pb.header_sign,
+                nak_reason,
+                ctxs,
+            )
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def _set_client(self, client_dir: int) -> None:
+        self.client_dir = client_dir
+        if client_dir == 1:
+            a, ap, b, bp = self._ep
+            self._ep = (b, bp, a, ap)
+
+    def _anomaly(self, kind: str, detail: str, frame: int, ts: float) -> None:
+        self.run.anomaly(kind, detail, frame, ts, self._ep)
+
+    def close(self, reason: str) -> None:
+        """Ends the channel: every unanswered call and bind becomes a record."""
+        for call in self.calls.values():
+            self._emit_call(call, "no_response", None, reason)
+        self.calls.clear()
+        for pb in self.binds.values():
+            self._emit_bind(pb, None, None, "no_response", None, reason)
+        self.binds.clear()

@@ -1,0 +1,278 @@
+"""Connection-oriented DCE/RPC PDUs (C706 ch. 12, MS-RPCE 2.2.2): pure parse functions.
+
+Every function reads ``(buf, off)`` with ``struct`` and returns plain tuples; byte order comes
+from the PDU's data representation (``drep``) once, in :func:`header`. Nothing here holds state
+or raises on bad input: a body that does not fit its PDU gives ``None`` and the caller counts it.
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+from typing import Final, NamedTuple
+
+__all__ = [
+    "BIND_TYPES",
+    "CO_HEADER_LEN",
+    "MAX_CONTEXTS",
+    "PFC_FIRST_FRAG",
+    "PFC_LAST_FRAG",
+    "PFC_OBJECT_UUID",
+    "PFC_SUPPORT_HEADER_SIGN",
+    "PTYPE_NAMES",
+    "AckResult",
+    "AuthTrailer",
+    "BindAck",
+    "BindBody",
+    "ContextItem",
+    "Header",
+    "auth_trailer",
+    "bind_ack_body",
+    "bind_body",
+    "fault_status",
+    "header",
+    "plausible",
+    "request_fields",
+    "response_ctx",
+    "uuid_str",
+]
+
+CO_HEADER_LEN: Final = 16
+MAX_CONTEXTS: Final = 255  # n_context_elem is one byte: the protocol itself bounds it
+
+PFC_FIRST_FRAG: Final = 0x01
+PFC_LAST_FRAG: Final = 0x02
+PFC_SUPPORT_HEADER_SIGN: Final = 0x04  # same bit as PFC_PENDING_CANCEL, meaningful in bind only
+PFC_CONC_MPX: Final = 0x10
+PFC_MAYBE: Final = 0x40
+PFC_OBJECT_UUID: Final = 0x80
+
+PTYPE_NAMES: Final = (
+    "request", "ping", "response", "fault", "working", "nocall", "reject", "ack", "cl_cancel",
+    "fack", "cancel_ack", "bind", "bind_ack", "bind_nak", "alter_context", "alter_context_resp",
+    "auth3", "shutdown", "co_cancel", "orphaned", "rts",
+)  # fmt: skip
+BIND_TYPES: Final = frozenset((11, 14))
+
+_LE: Final = {"H": struct.Struct("<H"), "I": struct.Struct("<I"), "hdr": struct.Struct("<HHI")}
+_BE: Final = {"H": struct.Struct(">H"), "I": struct.Struct(">I"), "hdr": struct.Struct(">HHI")}
+
+
+class Header(NamedTuple):
+    """The 16-byte common header."""
+
+    minor: int
+    ptype: int
+    flags: int
+    little: bool
+    frag_len: int
+    auth_len: int
+    call_id: int
+
+
+def plausible(buf: bytes, off: int) -> int:
+    """Frag length of a believable CO header at *off*, or 0.
+
+    The check is what lets rpcinspect find DCE/RPC on any port: version 5.0/5.1, a known PDU
+    type, a sane data representation (integer and character formats C706 defines) and a frag
+    length that at least covers the header and the auth trailer it announces.
+    """
+    if len(buf) < off + 16 or buf[off] != 5 or buf[off + 1] > 1 or buf[off + 2] > 20:
+        return 0
+    d0 = buf[off + 4]
+    if d0 & 0xEE or buf[off + 5] > 3:
+        return 0
+    if d0 & 0x10:
+        flen = buf[off + 8] | (buf[off + 9] << 8)
+        alen = buf[off + 10] | (buf[off + 11] << 8)
+    else:
+        flen = (buf[off + 8] << 8) | buf[off + 9]
+        alen = (buf[off + 10] << 8) | buf[off + 11]
+    if flen < 16 or (alen and flen < 16 + 8 + alen):
+        return 0
+    return flen
+
+
+def header(buf: bytes, off: int) -> Header:
+    """Decodes a header that :func:`plausible` accepted."""
+    little = bool(buf[off + 4] & 0x10)
+    flen, alen, call_id = (_LE if little else _BE)["hdr"].unpack_from(buf, off + 8)
+    return Header(buf[off + 1], buf[off + 2], buf[off + 3], little, flen, alen, call_id)
+
+
+_uuid_cache: dict[tuple[bytes, bool], str] = {}
+
+
+def uuid_str(raw: bytes, little: bool) -> str:
+    """Lowercase text of a wire UUID; the first three fields follow the PDU's byte order."""
+    key = (raw, little)
+    s = _uuid_cache.get(key)
+    if s is None:
+        s = str(uuid.UUID(bytes_le=raw) if little else uuid.UUID(bytes=raw))
+        if len(_uuid_cache) < 4096:
+            _uuid_cache[key] = s
+    return s
+
+
+class AuthTrailer(NamedTuple):
+    """sec_trailer (MS-RPCE 2.2.2.11) plus the auth value's length."""
+
+    auth_type: int
+    auth_level: int
+    pad_len: int
+    ctx_id: int
+    value_off: int
+    value_len: int
+
+
+def auth_trailer(buf: bytes, off: int, h: Header) -> AuthTrailer | None:
+    """The auth trailer at the end of the PDU, or ``None`` when absent or impossible."""
+    if not h.auth_len:
+        return None
+    t = off + h.frag_len - h.auth_len - 8
+    if t < off + CO_HEADER_LEN or off + h.frag_len > len(buf):
+        return None
+    ctx = (_LE if h.little else _BE)["I"].unpack_from(buf, t + 4)[0]
+    return AuthTrailer(buf[t], buf[t + 1], buf[t + 2], ctx, t + 8, h.auth_len)
+
+
+def request_fields(buf: bytes, off: int, h: Header) -> tuple[int, int, int, str | None] | None:
+    """``(ctx_id, opnum, stub_len, object_uuid)`` of a request, or ``None`` if it cannot fit."""
+    body = 24 + (16 if h.flags & PFC_OBJECT_UUID else 0)
+    if h.frag_len < body:
+        return None
+    s = _LE if h.little else _BE
+    ctx = s["H"].unpack_from(buf, off + 20)[0]
+    opnum = s["H"].unpack_from(buf, off + 22)[0]
+    obj = uuid_str(bytes(buf[off + 24 : off + 40]), h.little) if h.flags & PFC_OBJECT_UUID else None
+    return ctx, opnum, _stub_len(buf, off, h, body), obj
+
+
+def response_ctx(buf: bytes, off: int, h: Header) -> tuple[int, int] | None:
+    """``(ctx_id, stub_len)`` of a response, or ``None``."""
+    if h.frag_len < 24:
+        return None
+    ctx = (_LE if h.little else _BE)["H"].unpack_from(buf, off + 20)[0]
+    return ctx, _stub_len(buf, off, h, 24)
+
+
+def fault_status(buf: bytes, off: int, h: Header) -> tuple[int, int] | None:
+    """``(ctx_id, status)`` of a fault PDU, or ``None``."""
+    if h.frag_len < 28:
+        return None
+    s = _LE if h.little else _BE
+    return s["H"].unpack_from(buf, off + 20)[0], s["I"].unpack_from(buf, off + 24)[0]
+
+
+def _stub_len(buf: bytes, off: int, h: Header, body: int) -> int:
+    n = h.frag_len - body
+    if h.auth_len:
+        n -= h.auth_len + 8
+        t = off + h.frag_len - h.auth_len - 8
+        if n >= 0 and t + 3 <= len(buf):
+            n -= buf[t + 2]  # auth_pad_length
+    return max(n, 0)
+
+
+class ContextItem(NamedTuple):
+    """One p_cont_elem_t of a bind or alter_context."""
+
+    ctx_id: int
+    if_uuid: str
+    if_version: str
+    transfer: tuple[tuple[str, str], ...]  # (uuid, "major.minor") of each transfer syntax
+
+
+class BindBody(NamedTuple):
+    """Body of a bind or alter_context PDU."""
+
+    max_xmit: int
+    max_recv: int
+    assoc_group: int
+    contexts: tuple[ContextItem, ...]
+    truncated: bool
+
+
+def _syntax(buf: bytes, o: int, little: bool) -> tuple[str, str]:
+    s = _LE if little else _BE
+    major = s["H"].unpack_from(buf, o + 16)[0]
+    minor = s["H"].unpack_from(buf, o + 18)[0]
+    return uuid_str(bytes(buf[o : o + 16]), little), f"{major}.{minor}"
+
+
+def bind_body(buf: bytes, off: int, h: Header) -> BindBody | None:
+    """Decodes a bind/alter_context body; stops at the PDU end (``truncated`` says so)."""
+    end = off + h.frag_len - (h.auth_len + 8 if h.auth_len else 0)
+    if end < off + 28 or end > len(buf):
+        return None
+    s = _LE if h.little else _BE
+    max_xmit, max_recv = s["H"].unpack_from(buf, off + 16)[0], s["H"].unpack_from(buf, off + 18)[0]
+    assoc = s["I"].unpack_from(buf, off + 20)[0]
+    n_ctx = buf[off + 24]
+    o = off + 28
+    items: list[ContextItem] = []
+    for _ in range(n_ctx):
+        if o + 44 > end:
+            return BindBody(max_xmit, max_recv, assoc, tuple(items), True)
+        ctx_id = s["H"].unpack_from(buf, o)[0]
+        n_ts = buf[o + 2]
+        if_uuid, if_ver = _syntax(buf, o + 4, h.little)
+        o += 24
+        ts: list[tuple[str, str]] = []
+        for _ in range(n_ts):
+            if o + 20 > end:
+                items.append(ContextItem(ctx_id, if_uuid, if_ver, tuple(ts)))
+                return BindBody(max_xmit, max_recv, assoc, tuple(items), True)
+            ts.append(_syntax(buf, o, h.little))
+            o += 20
+        items.append(ContextItem(ctx_id, if_uuid, if_ver, tuple(ts)))
+    return BindBody(max_xmit, max_recv, assoc, tuple(items), False)
+
+
+class AckResult(NamedTuple):
+    """One p_result_t of a bind_ack / alter_context_resp."""
+
+    result: int
+    reason: int
+    transfer: tuple[str, str]
+
+
+class BindAck(NamedTuple):
+    """Body of a bind_ack or alter_context_resp."""
+
+    max_xmit: int
+    max_recv: int
+    assoc_group: int
+    sec_addr: str
+    results: tuple[AckResult, ...]
+    truncated: bool
+
+
+def bind_ack_body(buf: bytes, off: int, h: Header) -> BindAck | None:
+    """Decodes a bind_ack / alter_context_resp body (secondary address, then results)."""
+    end = off + h.frag_len - (h.auth_len + 8 if h.auth_len else 0)
+    if end < off + 26 or end > len(buf):
+        return None
+    s = _LE if h.little else _BE
+    max_xmit, max_recv = s["H"].unpack_from(buf, off + 16)[0], s["H"].unpack_from(buf, off + 18)[0]
+    assoc = s["I"].unpack_from(buf, off + 20)[0]
+    alen = s["H"].unpack_from(buf, off + 24)[0]
+    o = off + 26
+    if o + alen > end:
+        return BindAck(max_xmit, max_recv, assoc, "", (), True)
+    sec = bytes(buf[o : o + alen]).rstrip(b"\0").decode("latin-1")
+    o += alen
+    o += (-(o - off)) % 4  # align to 4 from the PDU start
+    if o + 4 > end:
+        return BindAck(max_xmit, max_recv, assoc, sec, (), o > end)
+    n = buf[o]
+    o += 4
+    results: list[AckResult] = []
+    for _ in range(n):
+        if o + 24 > end:
+            return BindAck(max_xmit, max_recv, assoc, sec, tuple(results), True)
+        res = s["H"].unpack_from(buf, o)[0]
+        reason = s["H"].unpack_from(buf, o + 2)[0]
+        results.append(AckResult(res, reason, _syntax(buf, o + 4, h.little)))
+        o += 24
+    return BindAck(max_xmit, max_recv, assoc, sec, tuple(results), False)

@@ -1,0 +1,103 @@
+"""Wires a packet source to the stages and yields records: the unit a worker runs.
+
+``analyze(paths)`` is the whole passive pipeline as a generator of records (calls and binds as
+they complete, anomalies as they happen, one summary last). It never raises for damaged
+traffic; an unreadable *file* is reported in the summary's ``errors`` (and, for a single input,
+raised as :class:`~rpcinspect.errors.InputError` by :func:`analyze_file` users who want that).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from rpcinspect.capture.link import LINKTYPE_NAMES, SUPPORTED_LINKTYPES, decode
+from rpcinspect.capture.reader import open_capture
+from rpcinspect.catalog import Catalog, load_catalog
+from rpcinspect.errors import InputError
+from rpcinspect.flows.tcp import TcpTable
+from rpcinspect.limits import DEFAULT_LIMITS, Limits
+from rpcinspect.records import Record, SummaryRecord
+from rpcinspect.runtime import Run
+from rpcinspect.transports.select import TcpSelector
+
+__all__ = ["Progress", "analyze"]
+
+Progress = Callable[[str, int], None]
+"""Called as ``progress(path, bytes_read)`` every few thousand packets."""
+
+
+def analyze(
+    paths: Iterable[str | Path],
+    *,
+    catalog: Catalog | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    progress: Progress | None = None,
+) -> Iterator[Record]:
+    """Decodes every capture in *paths*, in order; yields records, then one summary record."""
+    out: list[Record] = []
+    run = Run(catalog or load_catalog(), out.append, limits=limits)
+    started = time.perf_counter()
+    files: list[str] = []
+    errors: list[str] = []
+    frames = nbytes = 0
+    for path in paths:
+        files.append(str(path))
+        run.reset_anomaly_budget()
+        try:
+            reader = open_capture(path)
+        except InputError as exc:
+            errors.append(str(exc))
+            continue
+        table = TcpTable(run, TcpSelector(run))
+        last_frame, last_ts = 0, 0.0
+        bad_links: set[int] = set()
+        with reader:
+            for frame, ts, linktype, data in reader:
+                if linktype not in SUPPORTED_LINKTYPES:
+                    if linktype not in bad_links:
+                        bad_links.add(linktype)
+                        run.count("frames_unsupported_linktype")
+                    continue
+                seg = decode(linktype, data)
+                last_frame, last_ts = frame, ts
+                if seg is not None and seg[0] == 6:
+                    table.segment(seg, frame, ts)
+                if out:
+                    yield from out
+                    out.clear()
+                if progress is not None and not frame & 0x3FFF:
+                    progress(str(path), reader.bytes_read)
+            table.close_all("end_of_capture", last_frame, last_ts)
+            frames += reader.frames
+            nbytes += reader.bytes_read
+            if progress is not None:
+                progress(str(path), reader.bytes_read)
+        yield from out
+        out.clear()
+        if reader.frames and bad_links and not run.counters.get("tcp_connections"):
+            names = ", ".join(f"{lt} ({LINKTYPE_NAMES.get(lt, 'unknown')})" for lt in sorted(bad_links))
+            errors.append(f"{path}: unsupported link type {names}")
+        elif bad_links:
+            errors.append(f"{path}: some frames have an unsupported link type {sorted(bad_links)}")
+        if reader.truncated:
+            run.count("files_truncated")
+            errors.append(
+                f"{path}: truncated after frame {reader.frames}"
+                + (f" ({reader.error})" if reader.error else "")
+            )
+        elif reader.error:
+            errors.append(f"{path}: {reader.error}")
+    counters = dict(sorted(run.counters.items()))
+    yield SummaryRecord(
+        files,
+        frames,
+        nbytes,
+        counters.get("calls", 0),
+        counters.get("binds", 0),
+        counters.get("tcp_connections", 0),
+        round(time.perf_counter() - started, 6),
+        counters,
+        errors,
+    )

@@ -1,0 +1,96 @@
+"""The human summary: calls per interface and operation, conversations, faults, damage counts.
+
+:class:`Stats` is a sink that only aggregates (bounded by the number of distinct names, not by
+the number of calls), so it can sit beside a machine writer on a capture of any size.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from rich.console import Console
+from rich.table import Table
+
+from rpcinspect.records import BindRecord, CallRecord, Record, SummaryRecord
+
+__all__ = ["Stats", "render"]
+
+_MAX_KEYS = 10_000
+_DAMAGE_PREFIXES = ("malformed", "truncated", "tcp_gap", "call_evicted", "co_partial", "files_truncated")
+
+
+class Stats:
+    """Aggregates records for the console summary."""
+
+    def __init__(self) -> None:
+        self.ops: Counter[tuple[str, str, str]] = Counter()
+        self.faults: Counter[tuple[str, str, str]] = Counter()
+        self.convs: Counter[tuple[str, str, str]] = Counter()
+        self.status: Counter[str] = Counter()
+        self.binds: Counter[str] = Counter()
+        self.summary: SummaryRecord | None = None
+
+    @staticmethod
+    def _add(c: Counter, key: tuple[str, ...]) -> None:  # type: ignore[type-arg]
+        if key in c or len(c) < _MAX_KEYS:
+            c[key] += 1
+
+    def write(self, rec: Record) -> None:
+        if isinstance(rec, CallRecord):
+            iface = rec.interface or (rec.if_uuid or "unknown interface")
+            op = rec.operation or (f"opnum {rec.opnum}" if rec.opnum is not None else "?")
+            self._add(self.ops, (iface, op, rec.transport))
+            self._add(self.convs, (f"{rec.src}", f"{rec.dst}:{rec.dport}", iface))
+            self.status[rec.status] += 1
+            if rec.status in ("fault", "rejected"):
+                self._add(self.faults, (iface, op, rec.fault or rec.status))
+        elif isinstance(rec, BindRecord):
+            self.binds[rec.status] += 1
+        elif isinstance(rec, SummaryRecord):
+            self.summary = rec
+
+    def close(self) -> None:
+        pass
+
+
+def render(stats: Stats, console: Console, *, top: int = 25) -> None:
+    """Prints the summary tables."""
+    s = stats.summary
+    if s is not None:
+        console.print(
+            f"[bold]{len(s.files)} file(s)[/], {s.frames:,} frames, {s.connections:,} TCP connections, "
+            f"[bold]{s.calls:,} calls[/], {s.binds:,} binds in {s.duration:.2f}s"
+        )
+    if stats.status:
+        console.print("Calls by status: " + ", ".join(f"{k} {v:,}" for k, v in stats.status.most_common()))
+    if stats.ops:
+        t = Table(title="Calls per interface and operation", title_justify="left")
+        for col in ("interface", "operation", "transport", "calls"):
+            t.add_column(col, justify="right" if col == "calls" else "left")
+        for (iface, op, tr), n in stats.ops.most_common(top):
+            t.add_row(iface, op, tr, f"{n:,}")
+        if len(stats.ops) > top:
+            t.caption = f"{len(stats.ops) - top} more rows: use --format jsonl for everything"
+        console.print(t)
+    if stats.convs:
+        t = Table(title="Conversations", title_justify="left")
+        for col in ("client", "server", "interface", "calls"):
+            t.add_column(col, justify="right" if col == "calls" else "left")
+        for (c, srv, iface), n in stats.convs.most_common(top):
+            t.add_row(c, srv, iface, f"{n:,}")
+        console.print(t)
+    if stats.faults:
+        t = Table(title="Faults and rejections", title_justify="left")
+        for col in ("interface", "operation", "fault", "calls"):
+            t.add_column(col, justify="right" if col == "calls" else "left")
+        for (iface, op, fault), n in stats.faults.most_common(top):
+            t.add_row(iface, op, fault, f"{n:,}")
+        console.print(t)
+    if s is not None:
+        damage = {k: v for k, v in s.counters.items() if k.startswith(_DAMAGE_PREFIXES)}
+        if damage:
+            console.print(
+                "[yellow]Malformed or undecodable:[/] " + ", ".join(f"{k} {v:,}" for k, v in damage.items())
+            )
+        if not s.calls and not s.binds:
+            console.print("[dim]No DCE/RPC traffic found.[/]")

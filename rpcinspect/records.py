@@ -1,0 +1,145 @@
+"""The record schema: rpcinspect's public output contract (documented in docs/schema.md).
+
+Every stage above ``dcerpc`` produces or consumes these frozen records; writers serialize them
+as they are. Rules for changing them: add fields, never rename or retype one, and bump
+:data:`SCHEMA_VERSION` on any addition. ``None`` means "not known" (written as JSON null).
+Each record carries ``record`` (its kind) and ``schema`` (the version) so a JSON Lines stream
+can be read line by line without context.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AnomalyRecord",
+    "BindRecord",
+    "CallRecord",
+    "ContextRecord",
+    "Record",
+    "SummaryRecord",
+]
+
+SCHEMA_VERSION = 1
+
+CallStatus = Literal["ok", "fault", "rejected", "no_response"]
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One RPC call: a request paired with its response, fault, or nothing."""
+
+    ts: float
+    req_frame: int | None
+    resp_frame: int | None
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    transport: str
+    named_pipe: str | None
+    call_id: int
+    ctx_id: int | None
+    opnum: int | None
+    if_uuid: str | None
+    if_version: str | None
+    interface: str | None
+    operation: str | None
+    if_source: str
+    object_uuid: str | None
+    auth_type: str
+    auth_level: str
+    status: CallStatus
+    fault: str | None
+    rtt: float | None
+    req_stub_len: int
+    resp_stub_len: int
+    req_frags: int
+    resp_frags: int
+    ndr: str | None
+    close_reason: str | None
+    assoc_group: int | None
+    record: Literal["call"] = "call"
+    schema: int = SCHEMA_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class ContextRecord:
+    """One presentation context offered in a bind/alter_context, with the server's answer."""
+
+    ctx_id: int
+    if_uuid: str
+    if_version: str
+    interface: str | None
+    transfer_syntaxes: list[str]
+    result: str | None
+    reason: str | None
+    accepted_syntax: str | None
+    btfn: list[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class BindRecord:
+    """A bind or alter_context and its ack/nak: the association's negotiation."""
+
+    ts: float
+    req_frame: int | None
+    resp_frame: int | None
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    transport: str
+    named_pipe: str | None
+    pdu: Literal["bind", "alter_context"]
+    call_id: int
+    status: Literal["ok", "rejected", "no_response"]
+    assoc_group: int | None
+    max_xmit: int | None
+    max_recv: int | None
+    sec_addr: str | None
+    auth_type: str
+    auth_level: str
+    header_sign: bool
+    nak_reason: str | None
+    contexts: list[ContextRecord]
+    record: Literal["bind"] = "bind"
+    schema: int = SCHEMA_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyRecord:
+    """Something malformed, lost or cut by a limit; counted in the summary as well."""
+
+    ts: float
+    frame: int
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    kind: str
+    detail: str
+    record: Literal["anomaly"] = "anomaly"
+    schema: int = SCHEMA_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryRecord:
+    """Totals for one run, written last."""
+
+    files: list[str]
+    frames: int
+    bytes: int
+    calls: int
+    binds: int
+    connections: int
+    duration: float
+    counters: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    record: Literal["summary"] = "summary"
+    schema: int = SCHEMA_VERSION
+
+
+Record = CallRecord | BindRecord | AnomalyRecord | SummaryRecord

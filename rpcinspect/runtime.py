@@ -1,0 +1,54 @@
+"""Per-run services shared by every stage: catalog, limits, counters, and the record sink.
+
+Stages get one :class:`Run` instead of globals, so two runs (two files, two shards, a live feed)
+never share state, and tests can inspect exactly what one run counted and emitted.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from rpcinspect.limits import DEFAULT_LIMITS, Limits
+from rpcinspect.records import AnomalyRecord, Record
+
+if TYPE_CHECKING:
+    from rpcinspect.catalog import Catalog
+
+__all__ = ["Endpoints", "Run"]
+
+Endpoints = tuple[str, int, str, int]
+"""``(client, client_port, server, server_port)`` as text, for records."""
+
+
+class Run:
+    """What one analysis run shares across its stages."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        emit: Callable[[Record], None],
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
+        self.catalog = catalog
+        self.emit = emit
+        self.limits = limits
+        self.counters: Counter[str] = Counter()
+        self._anomalies: Counter[str] = Counter()
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Bumps a named counter (all counters appear in the summary record)."""
+        self.counters[name] += n
+
+    def anomaly(self, kind: str, detail: str, frame: int, ts: float, ep: Endpoints) -> None:
+        """Counts *kind* and writes an anomaly record, up to the per-kind limit."""
+        self.counters[kind] += 1
+        self._anomalies[kind] += 1
+        if self._anomalies[kind] <= self.limits.max_anomalies_per_kind:
+            self.emit(AnomalyRecord(ts, frame, ep[0], ep[1], ep[2], ep[3], kind, detail))
+
+    def reset_anomaly_budget(self) -> None:
+        """Starts a new per-file anomaly budget (counters keep accumulating)."""
+        self._anomalies.clear()

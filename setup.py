@@ -1,0 +1,16 @@
+"""Build hook for the optional libpcap extension; package metadata lives in pyproject.toml."""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "rpcinspect.capture._pcapscan",
+            sources=["rpcinspect/capture/_pcapscan.c"],
+            libraries=["pcap"],
+            # Without libpcap headers or a C compiler the build is skipped and
+            # rpcinspect falls back to its pure-Python pcap reader.
+            optional=True,
+        )
+    ],
+)
