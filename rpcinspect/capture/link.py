@@ -18,8 +18,8 @@ __all__ = [
     "format_addr",
 ]
 
-Segment = tuple[int, bytes, bytes, int, int, int, int, bytes]
-"""``(proto, src, dst, sport, dport, tcp_seq, tcp_flags, payload)``; addresses are raw bytes."""
+Segment = tuple[int, bytes, bytes, int, int, int, int, int, bytes]
+"""``(proto, src, dst, sport, dport, tcp_seq, tcp_ack, tcp_flags, payload)``; addresses are raw bytes."""
 
 LINKTYPE_NAMES: Final = {
     0: "BSD loopback",
@@ -134,13 +134,13 @@ def decode(linktype: int, data: bytes) -> Segment | None:
     if proto == 6:
         if len(data) < t + 20:
             return None
-        sport, dport, seq, _ack, doff, flags = _unpack_tcp(data, t)
-        return 6, src, dst, sport, dport, seq, flags, data[t + ((doff >> 4) << 2) : end]
+        sport, dport, seq, ack, doff, flags = _unpack_tcp(data, t)
+        return 6, src, dst, sport, dport, seq, ack, flags, data[t + ((doff >> 4) << 2) : end]
     if proto == 17:
         if len(data) < t + 8:
             return None
         sport, dport = _unpack_ports(data, t)
-        return 17, src, dst, sport, dport, 0, 0, data[t + 8 : end]
+        return 17, src, dst, sport, dport, 0, 0, 0, data[t + 8 : end]
     return None
 
 

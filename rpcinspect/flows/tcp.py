@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["IGNORE", "Connection", "Handler", "TcpTable"]
 
-_SYN, _FIN, _RST = 0x02, 0x01, 0x04
+_SYN, _FIN, _RST, _ACK = 0x02, 0x01, 0x04, 0x10
 _MASK = 0xFFFFFFFF
 _HALF = 0x80000000
 
@@ -86,12 +86,12 @@ class TcpTable:
 
     def segment(self, seg: Segment, frame: int, ts: float) -> None:
         """Feeds one TCP segment."""
-        _p, src, dst, sport, dport, seq, flags, payload = seg
+        _p, src, dst, sport, dport, seq, ack, flags, payload = seg
         key = (src, sport, dst, dport)
         ent = self.table.get(key)
         if ent is None:
             if key in self.ignored:
-                if not flags & _SYN or flags & 0x10:
+                if not flags & _SYN or flags & _ACK:
                     return
                 self.ignored.discard(key)  # a new connection reusing the 4-tuple gets a fresh look
                 self.ignored.discard((dst, dport, src, sport))
@@ -101,12 +101,18 @@ class TcpTable:
             dirn = 0
         else:
             conn, dirn = ent
-            if flags & _SYN and not flags & 0x10 and conn.has_data:
+            if flags & _SYN and not flags & _ACK and conn.has_data:
                 self._close(conn, "connection_reused", frame, ts)
                 conn = self._open(src, sport, dst, dport, ts)
                 dirn = 0
         conn.last_ts = ts
         d = conn.dirs[dirn]
+        if flags & _ACK:
+            peer = conn.dirs[1 - dirn]
+            if peer.ooo and peer.next_seq is not None and 0 < ((ack - peer.next_seq) & _MASK) < _HALF:
+                # The receiver acknowledged bytes the capture never saw: that hole will not fill.
+                self.run.count("tcp_acked_unseen")
+                self._skip_gap(conn, 1 - dirn, peer, frame, ts)
         if flags & _SYN:
             d.next_seq = (seq + 1) & _MASK
             seq = (seq + 1) & _MASK

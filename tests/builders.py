@@ -1,0 +1,179 @@
+"""Test input builders: DCE/RPC PDUs (built with Scapy, an independent encoder) and pcap files.
+
+The pcap side is hand-made with ``struct`` so tests control every byte: link type, VLAN tags,
+IPv6, TCP sequence numbers, segmentation, reordering and truncation.
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+from scapy.layers.dcerpc import (
+    DceRpc5,
+    DceRpc5AbstractSyntax,
+    DceRpc5Bind,
+    DceRpc5BindAck,
+    DceRpc5Context,
+    DceRpc5Fault,
+    DceRpc5PortAny,
+    DceRpc5Request,
+    DceRpc5Response,
+    DceRpc5Result,
+    DceRpc5TransferSyntax,
+)
+
+NDR = "8a885d04-1ceb-11c9-9fe8-08002b104860"
+SAMR = "12345778-1234-abcd-ef00-0123456789ac"
+EPM = "e1af8308-5d1f-11c9-91a4-08002b14a0fa"
+CLIENT = bytes([10, 0, 0, 1])
+SERVER = bytes([10, 0, 0, 2])
+
+
+def _hdr(ptype: int, call_id: int, flags: int, little: bool) -> DceRpc5:
+    return DceRpc5(ptype=ptype, pfc_flags=flags, call_id=call_id, endian="little" if little else "big")
+
+
+def bind(
+    call_id: int, contexts: Iterable[tuple[int, str, int]], *, little: bool = True, ptype: int = 11
+) -> bytes:
+    """A bind (or alter_context with ptype=14) offering (ctx_id, uuid, major) with NDR."""
+    elems = [
+        DceRpc5Context(
+            cont_id=cid,
+            abstract_syntax=DceRpc5AbstractSyntax(if_uuid=uuid.UUID(u), if_version=major),
+            transfer_syntaxes=[DceRpc5TransferSyntax(if_uuid=uuid.UUID(NDR), if_version=2)],
+        )
+        for cid, u, major in contexts
+    ]
+    return bytes(
+        _hdr(ptype, call_id, 3, little)
+        / DceRpc5Bind(max_xmit_frag=4280, max_recv_frag=4280, context_elem=elems)
+    )
+
+
+def bind_ack(call_id: int, n: int, *, little: bool = True, result: int = 0, port: str = "49154") -> bytes:
+    res = [
+        DceRpc5Result(
+            result=result,
+            reason=0 if result == 0 else 1,
+            transfer_syntax=DceRpc5TransferSyntax(
+                if_uuid=uuid.UUID(NDR if result == 0 else "00000000-0000-0000-0000-000000000000"),
+                if_version=2 if result == 0 else 0,
+            ),
+        )
+        for _ in range(n)
+    ]
+    body = DceRpc5BindAck(
+        max_xmit_frag=4280,
+        max_recv_frag=4280,
+        assoc_group_id=0x1234,
+        sec_addr=DceRpc5PortAny(port_spec=port.encode() + b"\0"),
+        results=res,
+    )
+    return bytes(_hdr(12, call_id, 3, little) / body)
+
+
+def request(
+    call_id: int,
+    opnum: int,
+    stub: bytes = b"\0" * 8,
+    *,
+    ctx: int = 0,
+    little: bool = True,
+    flags: int = 3,
+    obj: str | None = None,
+) -> bytes:
+    if obj is not None:
+        flags |= 0x80
+    kw = {"opnum": opnum, "cont_id": ctx, "alloc_hint": len(stub)}
+    if obj is not None:
+        kw["object"] = uuid.UUID(obj)
+    return bytes(_hdr(0, call_id, flags, little) / DceRpc5Request(**kw) / stub)
+
+
+def response(
+    call_id: int, stub: bytes = b"\0" * 8, *, ctx: int = 0, little: bool = True, flags: int = 3
+) -> bytes:
+    return bytes(_hdr(2, call_id, flags, little) / DceRpc5Response(cont_id=ctx, alloc_hint=len(stub)) / stub)
+
+
+def fault(call_id: int, status: int, *, ctx: int = 0, little: bool = True) -> bytes:
+    return bytes(_hdr(3, call_id, 3, little) / DceRpc5Fault(cont_id=ctx, status=status))
+
+
+# -- frames ------------------------------------------------------------------------------------------
+def tcp(sport: int, dport: int, seq: int, payload: bytes = b"", flags: int = 0x18, *, ack: int = 0) -> bytes:
+    return (
+        struct.pack(">HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack, 5 << 4, flags, 65535, 0, 0) + payload
+    )
+
+
+def ipv4(src: bytes, dst: bytes, l4: bytes, proto: int = 6) -> bytes:
+    return struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 1, 0x4000, 64, proto, 0, src, dst) + l4
+
+
+def ipv6(src: bytes, dst: bytes, l4: bytes, proto: int = 6) -> bytes:
+    return struct.pack(">IHBB16s16s", 6 << 28, len(l4), proto, 64, src, dst) + l4
+
+
+def ether(l3: bytes, *, v6: bool = False, vlans: int = 0) -> bytes:
+    tags = b"".join(struct.pack(">HH", 0x8100, 10 + i) for i in range(vlans))
+    return b"\x02" * 6 + b"\x04" * 6 + tags + struct.pack(">H", 0x86DD if v6 else 0x0800) + l3
+
+
+def pcap(frames: Iterable[bytes | tuple[float, bytes]], linktype: int = 1, *, big: bool = False) -> bytes:
+    e = ">" if big else "<"
+    out = [struct.pack(e + "IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype)]
+    for i, fr in enumerate(frames):
+        ts, data = fr if isinstance(fr, tuple) else (1_700_000_000 + i * 0.001, fr)
+        sec = int(ts)
+        out.append(struct.pack(e + "IIII", sec, round((ts - sec) * 1e6), len(data), len(data)) + data)
+    return b"".join(out)
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+class Conv:
+    """A client/server TCP conversation on Ethernet/IPv4, emitting frames with running seqs."""
+
+    def __init__(self, sport: int = 40000, dport: int = 135, *, v6: bool = False, vlans: int = 0) -> None:
+        self.sport, self.dport, self.v6, self.vlans = sport, dport, v6, vlans
+        self.cseq, self.sseq = 1000, 5000
+        self.frames: list[bytes] = []
+
+    def _addr(self, client: bool) -> tuple[bytes, bytes]:
+        c = CLIENT if not self.v6 else b"\xfd" + b"\0" * 14 + b"\x01"
+        s = SERVER if not self.v6 else b"\xfd" + b"\0" * 14 + b"\x02"
+        return (c, s) if client else (s, c)
+
+    def frame(self, client: bool, payload: bytes, flags: int = 0x18, seq: int | None = None) -> bytes:
+        src, dst = self._addr(client)
+        sp, dp = (self.sport, self.dport) if client else (self.dport, self.sport)
+        cur = self.cseq if client else self.sseq
+        s = cur if seq is None else seq
+        peer = self.sseq if client else self.cseq
+        seg = tcp(sp, dp, s, payload, flags, ack=peer if flags & 0x10 else 0)
+        l3 = ipv6(src, dst, seg) if self.v6 else ipv4(src, dst, seg)
+        if seq is None:
+            adv = len(payload) + (1 if flags & 0x03 else 0)
+            if client:
+                self.cseq += adv
+            else:
+                self.sseq += adv
+        return ether(l3, v6=self.v6, vlans=self.vlans)
+
+    def handshake(self) -> list[bytes]:
+        f = [self.frame(True, b"", 0x02), self.frame(False, b"", 0x12), self.frame(True, b"", 0x10)]
+        self.frames += f
+        return f
+
+    def send(self, client: bool, payload: bytes) -> bytes:
+        f = self.frame(client, payload)
+        self.frames.append(f)
+        return f
