@@ -103,7 +103,7 @@ def main() -> None:
     ap.add_argument("--packets", type=int, default=1_000_000)
     ap.add_argument("--pcap", type=Path, help="use/keep this file (generated if missing)")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--tshark", action="store_true", help="also time tshark -Y 'tcp.port==135' (slow)")
+    ap.add_argument("--tshark", action="store_true", help="also time tshark -Y 'tcp.port==135'")
     args = ap.parse_args()
     if not fastscan.available():
         sys.exit("rpcinspect.capture._pcapscan is not built: python setup.py build_ext --inplace")
@@ -129,17 +129,20 @@ def main() -> None:
     ]
     for name, fn in rows:
         secs, _ = best(fn, args.repeat)
-        print(f"{name:42s} {frames / secs / 1e6:7.2f} M packets/s  ({secs:.3f} s)")
+        print(f"{name:42s} {frames / secs / 1e6:7.3f} M packets/s  ({secs:.3f} s)")
     with fastscan.scan(path, dcerpc) as s:
         matched = sum(1 for _ in s)
     print(f"bpf_dcerpc_starts() matched {matched:,} of {frames:,}")
 
     if args.tshark and shutil.which("tshark"):
-        cmd = ["tshark", "-n", "-r", str(path), "-Y", "tcp.port==135", "-T", "fields", "-e", "frame.number"]
+        # Only the first 100k packets: tshark's TCP analysis is superlinear on this synthetic file.
+        n = min(frames, 100_000)
+        cmd = ["tshark", "-n", "-r", str(path), "-c", str(n), "-Y", "tcp.port==135", "-T", "fields"]
         t = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run([*cmd, "-e", "frame.number"], check=True, capture_output=True)
         secs = time.perf_counter() - t
-        print(f"{'tshark -Y tcp.port==135':42s} {frames / secs / 1e6:7.2f} M packets/s  ({secs:.3f} s)")
+        name = f"tshark -Y tcp.port==135 (first {n:,})"
+        print(f"{name:42s} {n / secs / 1e6:7.3f} M packets/s  ({secs:.3f} s)")
     if tmp is not None:
         tmp.cleanup()
 

@@ -54,7 +54,10 @@ PROBE=(python captures/lab/tools/rpc_probes.py)
 SMB21=(env PYTHONPATH=captures/lab/tools/smb21)
 # MIT kinit against the lab KDC (password on stdin), lab-private ccache.
 KINIT="kdestroy -q 2>/dev/null; echo '$LAB_ADMIN_PASS' | kinit Administrator@$LAB_REALM >/dev/null"
-SMB1=(--option='client min protocol=NT1' --option='client max protocol=NT1')
+# SMB1: rpcclient's named-pipe connections follow "client ipc min/max
+# protocol", not "client min/max protocol" (nor -m); set both pairs.
+SMB1=(--option='client min protocol=NT1' --option='client max protocol=NT1'
+      --option='client ipc min protocol=NT1' --option='client ipc max protocol=NT1')
 
 declare -a ORDER=()
 declare -A ROW=()
@@ -82,7 +85,8 @@ scn() {
   local pkts pdus cmdline
   pkts=$(tshark -n -r "$pcap" -T fields -e frame.number 2>/dev/null | wc -l)
   pdus=$(count_pdus "$pcap")
-  cmdline=$(head -n1 "$LAB_CAPDIR/$name.cmd"); cmdline=${cmdline% }
+  # The exact argv, shell-quoted readably (capture.sh ran "timeout 120 CMD...").
+  cmdline=$(python3 -c 'import shlex, sys; print(shlex.join(sys.argv[1:]))' timeout 120 "$@")
   ROW[$name]=$(printf '%s\t%s\t%s\t%s\t%s\t%s\t%s' "$name" "$transport" "$(tsv_clean "$cmdline")" \
                  "$rc" "$pkts" "$pdus" "$(tsv_clean "$desc")")
   RECORDED=$((RECORDED + 1))
@@ -211,7 +215,7 @@ scn np-smb3-encrypted-rpcclient ncacn_np-smb3-encrypted \
   "rpcclient --client-protection=encrypt over ncacn_np: srvinfo + netshareenumall inside SMB3-encrypted messages (no DCE/RPC visible without keys; NTLM-keyed, decryptable with the admin password)" -- \
   rpcclient -U "$U" --client-protection=encrypt "ncacn_np:$DC" -c 'srvinfo;netshareenumall'
 scn srvsvc-np-smb1-rpcclient ncacn_np \
-  "rpcclient forced to SMB1 (NT1) over \\pipe\\srvsvc and \\pipe\\samr: srvinfo (NetrServerGetInfo), netshareenumall (NetrShareEnum), enumdomusers (samr); DCE/RPC carried in SMB1 Trans/ReadAndX/WriteAndX" -- \
+  "rpcclient forced to SMB1 (NT1, client ipc min/max protocol) over \\pipe\\srvsvc and \\pipe\\samr: srvinfo (NetrServerGetInfo), netshareenumall (NetrShareEnum), enumdomusers (samr); DCE/RPC carried in SMB1 Trans/ReadAndX/WriteAndX" -- \
   rpcclient "${SMB1[@]}" -U "$U" "ncacn_np:$DC" -c 'srvinfo;netshareenumall;enumdomusers'
 scn srvsvc-np-smb1-smbclient-L ncacn_np \
   "smbclient -m NT1 -L: share list via srvsvc NetrShareEnum over SMB1" -- \
@@ -250,7 +254,8 @@ T_REC=$(date +%s.%N)
 # it matches the provision the captures were recorded against.
 rm -f "$WORK/rpclab.keytab"
 if ip netns exec "$LAB_NS_DC" samba-tool domain exportkeytab "$WORK/rpclab.keytab" >/dev/null 2>&1; then
-  cp "$WORK/rpclab.keytab" "$CAPS/rpclab.keytab"
+  # world-readable on purpose: tests run as any user; these are lab-only keys.
+  install -m 644 "$WORK/rpclab.keytab" "$CAPS/rpclab.keytab"
 else
   FAILED+=("keytab export")
 fi

@@ -159,10 +159,6 @@ check_usable(Scanner *self)
         PyErr_SetString(PyExc_RuntimeError, "scanner is in use by another thread");
         return -1;
     }
-    if (self->p == NULL && !self->done) {
-        PyErr_SetString(PyExc_ValueError, "I/O operation on closed scanner");
-        return -1;
-    }
     return 0;
 }
 
@@ -173,7 +169,8 @@ PyDoc_STRVAR(next_batch_doc,
 "Read records until max_packets matching packets (or max_bytes of packet data)\n"
 "are collected or the file ends.  Returns (frame_no, ts_ns, orig_len, data)\n"
 "tuples; frame_no counts every record of the file (1-based).  An empty list\n"
-"means end of file; see .truncated and .error for how the file ended.");
+"means end of file; see .truncated and .error for how the file ended.  If a\n"
+"signal handler raises (KeyboardInterrupt) mid-batch, that batch is lost.");
 
 static PyObject *
 Scanner_next_batch(Scanner *self, PyObject *args, PyObject *kwds)
@@ -189,7 +186,7 @@ Scanner_next_batch(Scanner *self, PyObject *args, PyObject *kwds)
     }
     if (check_usable(self) < 0)
         return NULL;
-    if (self->done || self->p == NULL)
+    if (self->done || self->p == NULL) /* closed scanners just report end of file */
         return PyList_New(0);
     if (max_packets > MAX_BATCH_PACKETS)
         max_packets = MAX_BATCH_PACKETS;
@@ -350,11 +347,7 @@ static PyObject *
 Scanner_setfilter(Scanner *self, PyObject *arg)
 {
     const char *bpf;
-    if (!PyUnicode_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "bpf must be a str");
-        return NULL;
-    }
-    if ((bpf = PyUnicode_AsUTF8(arg)) == NULL)
+    if (!PyArg_Parse(arg, "s:setfilter", &bpf))
         return NULL;
     if (check_usable(self) < 0)
         return NULL;

@@ -18,6 +18,7 @@ it to discover RPC endpoints, then re-scan with :func:`bpf_ports` to get whole c
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import ModuleType, TracebackType
@@ -26,7 +27,7 @@ from rpcinspect.errors import InputError
 
 _ext: ModuleType | None
 try:
-    from rpcinspect.capture import _pcapscan as _ext
+    _ext = importlib.import_module("rpcinspect.capture._pcapscan")
 except ImportError:  # not built (no compiler / libpcap headers): callers fall back
     _ext = None
 
@@ -59,7 +60,7 @@ DLT_LINUX_SLL2 = 276
 _VLAN_DLTS = frozenset({DLT_EN10MB, 240, 241})  # Ethernet, netANALYZER, netANALYZER transparent
 
 # pcap_datalink() returns DLT_* values; these differ from the LINKTYPE_* stored in the file.
-_DLT_TO_LINKTYPE = {11: 100, 12: 101, 14: 101, 15: 102, 16: 103, 19: 106}
+_DLT_TO_LINKTYPE = {11: 100, 12: 101, 15: 102, 16: 103, 19: 106}
 
 # Compression formats libpcap 1.10 cannot read (the pure-Python reader handles gzip).
 _COMPRESSED_MAGICS = {

@@ -57,7 +57,19 @@ class _Dir:
 class Connection:
     """One TCP connection: endpoints, two directions, its handler and activity."""
 
-    __slots__ = ("dirs", "dport", "dst", "handler", "has_data", "key", "last_ts", "probes", "sport", "src")
+    __slots__ = (
+        "dirs",
+        "dport",
+        "dst",
+        "handler",
+        "has_data",
+        "head",
+        "key",
+        "last_ts",
+        "probes",
+        "sport",
+        "src",
+    )
 
     def __init__(self, src: bytes, sport: int, dst: bytes, dport: int, ts: float) -> None:
         self.src, self.sport, self.dst, self.dport = src, sport, dst, dport
@@ -67,6 +79,7 @@ class Connection:
         self.probes = 0
         self.has_data = False
         self.key = (src, sport, dst, dport)
+        self.head = [b"", b""]  # first bytes per direction, until a header's worth (16) is seen
 
     def endpoints(self) -> tuple[str, int, str, int]:
         """Originator first, as text."""
@@ -207,6 +220,12 @@ class TcpTable:
         h = conn.handler
         if h is None:
             conn.has_data = True
+            if conn.head[dirn]:
+                data = conn.head[dirn] + data
+                conn.head[dirn] = b""
+            if len(data) < 16:  # too short to judge: wait for more (at most 15 bytes kept)
+                conn.head[dirn] = data
+                return
             h = self.select(conn, dirn, data)
             conn.probes += 1
             if h is None:
