@@ -53,7 +53,9 @@ PROBE=(python captures/lab/tools/rpc_probes.py)
 # tools/smb21/sitecustomize.py so the named-pipe DCE/RPC stays visible.
 SMB21=(env PYTHONPATH=captures/lab/tools/smb21)
 # MIT kinit against the lab KDC (password on stdin), lab-private ccache.
-KINIT="kdestroy -q 2>/dev/null; echo '$LAB_ADMIN_PASS' | kinit Administrator@$LAB_REALM >/dev/null"
+# (Inner quotes of "bash -c" scripts are double quotes so that the command
+# column of MANIFEST.tsv, shell-quoted with shlex.join, stays readable.)
+KINIT="kdestroy -q 2>/dev/null; echo \"$LAB_ADMIN_PASS\" | kinit Administrator@$LAB_REALM >/dev/null"
 # SMB1: rpcclient's named-pipe connections follow "client ipc min/max
 # protocol", not "client min/max protocol" (nor -m); set both pairs.
 SMB1=(--option='client min protocol=NT1' --option='client max protocol=NT1'
@@ -99,7 +101,7 @@ scn() {
 # ====================================================================== demo
 scn demo ncacn_ip_tcp \
   "README demo. Three rpcclient runs over ncacn_ip_tcp; before each command rpcclient maps the interface with epm ept_map on an anonymous TCP 135 connection (5 in all). 1) anonymous, auth level none: dssetup DsRolerGetPrimaryDomainInformation; samr SamrConnect5, SamrEnumerateDomainsInSamServer, SamrLookupDomainInSamServer, SamrOpenDomain, SamrEnumerateUsersInDomain, 2x SamrCloseHandle. 2) NTLM integrity ([sign]): samr SamrConnect5, SamrEnumerateDomainsInSamServer, SamrLookupDomainInSamServer, SamrOpenDomain, SamrQueryInformationDomain, 2x SamrCloseHandle; wkssvc NetrWkstaGetInfo. 3) NTLM privacy ([sign,seal]): lsarpc LsarOpenPolicy -> fault nca_s_fault_access_denied (Samba refuses LSA over TCP)" -- \
-  bash -c "rpcclient -N -U% ncacn_ip_tcp:$DC -c 'dsroledominfo;enumdomusers'; rpcclient -U '$U' 'ncacn_ip_tcp:${DC}[sign]' -c 'querydominfo;wkssvc_wkstagetinfo'; rpcclient -U '$U' 'ncacn_ip_tcp:${DC}[sign,seal]' -c 'lsaquery'"
+  bash -c "rpcclient -N -U% ncacn_ip_tcp:$DC -c \"dsroledominfo;enumdomusers\"; rpcclient -U \"$U\" \"ncacn_ip_tcp:${DC}[sign]\" -c \"querydominfo;wkssvc_wkstagetinfo\"; rpcclient -U \"$U\" \"ncacn_ip_tcp:${DC}[sign,seal]\" -c \"lsaquery\""
 
 # ============================================== auth levels over ncacn_ip_tcp
 scn authn-none-tcp-rpcclient-anon ncacn_ip_tcp \
@@ -130,10 +132,10 @@ scn authn-privacy-tcp-impacket ncacn_ip_tcp \
 # ================================================================== Kerberos
 scn kerberos-krb5-seal-tcp-rpcclient ncacn_ip_tcp \
   "kinit Administrator (AS-REQ/AS-REP on 88), then rpcclient --use-kerberos=required over ncacn_ip_tcp:[krb5,seal] (auth type 16, privacy; TGS-REQ for the service): samr enumdomusers + querydominfo. Decrypt with rpclab.keytab" -- \
-  bash -c "$KINIT && rpcclient -N --use-kerberos=required 'ncacn_ip_tcp:${FQDN}[krb5,seal]' -c 'enumdomusers;querydominfo'"
+  bash -c "$KINIT && rpcclient -N --use-kerberos=required \"ncacn_ip_tcp:${FQDN}[krb5,seal]\" -c \"enumdomusers;querydominfo\""
 scn kerberos-spnego-seal-tcp-rpcclient ncacn_ip_tcp \
   "kinit Administrator, then rpcclient --use-kerberos=required over ncacn_ip_tcp:[spnego,seal] (auth type 9 SPNEGO/Kerberos, privacy): samr enumdomusers + dssetup dsroledominfo. Decrypt with rpclab.keytab" -- \
-  bash -c "$KINIT && rpcclient -N --use-kerberos=required 'ncacn_ip_tcp:${FQDN}[spnego,seal]' -c 'enumdomusers;dsroledominfo'"
+  bash -c "$KINIT && rpcclient -N --use-kerberos=required \"ncacn_ip_tcp:${FQDN}[spnego,seal]\" -c \"enumdomusers;dsroledominfo\""
 
 # =========================================================== endpoint mapper
 scn epm-lookup-tcp-rpcclient-anon ncacn_ip_tcp \
@@ -222,7 +224,7 @@ scn srvsvc-np-smb1-smbclient-L ncacn_np \
   smbclient "${SMB1[@]}" -m NT1 -U "$U" -L "//$DC"
 scn kerberos-np-smb2-rpcclient ncacn_np \
   "kinit, then rpcclient --use-kerberos=required over ncacn_np (Kerberos SMB2 session setup): srvsvc NetrShareEnum + lsarpc LsarOpenPolicy, LsarQueryInformationPolicy, LsarClose" -- \
-  bash -c "$KINIT && rpcclient -N --use-kerberos=required 'ncacn_np:$FQDN' -c 'netshareenumall;lsaquery'"
+  bash -c "$KINIT && rpcclient -N --use-kerberos=required \"ncacn_np:$FQDN\" -c \"netshareenumall;lsaquery\""
 scn samr-np-smb21-samrdump-impacket ncacn_np \
   "Impacket samrdump.py over \\pipe\\samr, SMB 2.1 forced: SamrConnect, SamrEnumerateDomainsInSamServer, SamrLookupDomainInSamServer, SamrOpenDomain, SamrEnumerateUsersInDomain, then per user SamrOpenUser/SamrQueryInformationUser2/SamrCloseHandle" -- \
   "${SMB21[@]}" samrdump.py "$T"

@@ -13,14 +13,14 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from rpcinspect.capture.link import LINKTYPE_NAMES, SUPPORTED_LINKTYPES, decode
-from rpcinspect.capture.reader import open_capture
 from rpcinspect.catalog import Catalog, load_catalog
+from rpcinspect.dcerpc.attach import TcpSelector
 from rpcinspect.errors import InputError
 from rpcinspect.flows.tcp import TcpTable
 from rpcinspect.limits import DEFAULT_LIMITS, Limits
 from rpcinspect.records import Record, SummaryRecord
 from rpcinspect.runtime import Run
-from rpcinspect.transports.select import TcpSelector
+from rpcinspect.transports.prefilter import open_source
 
 __all__ = ["Progress", "analyze"]
 
@@ -34,8 +34,13 @@ def analyze(
     catalog: Catalog | None = None,
     limits: Limits = DEFAULT_LIMITS,
     progress: Progress | None = None,
+    prefilter: bool = True,
 ) -> Iterator[Record]:
-    """Decodes every capture in *paths*, in order; yields records, then one summary record."""
+    """Decodes every capture in *paths*, in order; yields records, then one summary record.
+
+    *prefilter* lets libpcap drop packets that cannot be DCE/RPC before Python sees them (when
+    the C extension is built and the file is not compressed); the records are the same either way.
+    """
     out: list[Record] = []
     run = Run(catalog or load_catalog(), out.append, limits=limits)
     started = time.perf_counter()
@@ -46,15 +51,17 @@ def analyze(
         files.append(str(path))
         run.reset_anomaly_budget()
         try:
-            reader = open_capture(path)
+            reader = open_source(path, prefilter=prefilter)
         except InputError as exc:
             errors.append(str(exc))
             continue
         table = TcpTable(run, TcpSelector(run))
-        last_frame, last_ts = 0, 0.0
+        last_frame, last_ts, max_ts = 0, 0.0, 0.0
         bad_links: set[int] = set()
+        seen = 0
         with reader:
             for frame, ts, linktype, data in reader:
+                seen += 1
                 if linktype not in SUPPORTED_LINKTYPES:
                     if linktype not in bad_links:
                         bad_links.add(linktype)
@@ -62,13 +69,16 @@ def analyze(
                     continue
                 seg = decode(linktype, data)
                 last_frame, last_ts = frame, ts
+                if ts > max_ts:
+                    max_ts = ts
                 if seg is not None and seg[0] == 6:
                     table.segment(seg, frame, ts)
                 if out:
                     yield from out
                     out.clear()
-                if progress is not None and not frame & 0x3FFF:
+                if progress is not None and not seen & 0x3FFF:
                     progress(str(path), reader.bytes_read)
+            table.expire(max(max_ts, reader.last_ts), last_frame)
             table.close_all("end_of_capture", last_frame, last_ts)
             frames += reader.frames
             nbytes += reader.bytes_read

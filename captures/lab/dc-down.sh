@@ -49,17 +49,19 @@ stop_pid() { # PID LABEL: SIGTERM, wait up to 30 s, then SIGKILL (same PID only)
 
 if [[ -s $RUNDIR/samba.pid ]]; then
   stop_pid "$(<"$RUNDIR/samba.pid")" samba
-  # give the children a moment to follow their parent
-  for _ in $(seq 1 50); do
-    lab_netns_exists "$LAB_NS_DC" || break
-    [[ -z $(ip netns pids "$LAB_NS_DC" 2>/dev/null) ]] && break
-    sleep 0.2
-  done
 fi
+# Daemons that do not go down with the samba master: samba-dcerpcd (started
+# on demand by smbd for named pipes in 4.17) lingers; stop each by its pid file.
 shopt -s nullglob
 for f in "$RUNDIR"/*.pid; do
   [[ $f == */samba.pid ]] && continue
   stop_pid "$(<"$f")" "$(basename "$f" .pid)"
+done
+# give exiting children a moment before looking for leftovers
+for _ in $(seq 1 50); do
+  lab_netns_exists "$LAB_NS_DC" || break
+  [[ -z $(ip netns pids "$LAB_NS_DC" 2>/dev/null) ]] && break
+  sleep 0.2
 done
 
 # Anything left inside the namespaces?

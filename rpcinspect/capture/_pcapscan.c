@@ -45,6 +45,8 @@ typedef struct {
     int linktype;
     int snaplen;
     unsigned long long frames;
+    long long last_sec;  /* latest timestamp of any record read, filtered or not */
+    long long last_ns;
     PyObject *error;  /* str or NULL */
     unsigned char *arena;
     size_t arena_cap;
@@ -212,6 +214,15 @@ Scanner_next_batch(Scanner *self, PyObject *args, PyObject *kwds)
             int rc = pcap_next_ex(self->p, &h, &d);
             if (rc == 1) {
                 self->frames++;
+                {
+                    long long sec = (long long)h->ts.tv_sec;
+                    if (sec < 0 && sec >= INT32_MIN)
+                        sec += 4294967296LL;
+                    if (sec > self->last_sec || (sec == self->last_sec && h->ts.tv_usec > self->last_ns)) {
+                        self->last_sec = sec;
+                        self->last_ns = (long long)h->ts.tv_usec;
+                    }
+                }
                 if (filtered && pcap_offline_filter(&self->prog, h, d) == 0)
                     continue;
                 size_t caplen = h->caplen;
@@ -427,6 +438,23 @@ Scanner_get_closed(Scanner *self, void *Py_UNUSED(c))
 }
 
 static PyObject *
+Scanner_get_last_ts_ns(Scanner *self, void *Py_UNUSED(c))
+{
+    /* Capture time reached, including records the filter dropped: drives idle expiry. */
+    return PyLong_FromLongLong(self->last_sec * 1000000000LL + self->last_ns);
+}
+
+static PyObject *
+Scanner_get_bytes_read(Scanner *self, void *Py_UNUSED(c))
+{
+    /* File position after the last record read: drives progress bars. */
+    if (self->p == NULL || self->busy)
+        return PyLong_FromLong(-1);
+    FILE *f = pcap_file(self->p);
+    return PyLong_FromLongLong(f != NULL ? (long long)ftello(f) : -1);
+}
+
+static PyObject *
 Scanner_get_eof(Scanner *self, void *Py_UNUSED(c))
 {
     return PyBool_FromLong(self->done);
@@ -450,6 +478,8 @@ static PyGetSetDef Scanner_getset[] = {
     {"error", (getter)Scanner_get_error, NULL, "Read error message that ended the scan, or None.", NULL},
     {"closed", (getter)Scanner_get_closed, NULL, "True once the file has been released.", NULL},
     {"eof", (getter)Scanner_get_eof, NULL, "True once no more packets will be returned.", NULL},
+    {"last_ts_ns", (getter)Scanner_get_last_ts_ns, NULL, "Latest timestamp of any record read (ns).", NULL},
+    {"bytes_read", (getter)Scanner_get_bytes_read, NULL, "File offset reached (-1 once closed).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -522,6 +552,8 @@ mod_open(PyObject *Py_UNUSED(mod), PyObject *args, PyObject *kwds)
     self->linktype = pcap_datalink(p);
     self->snaplen = pcap_snapshot(p);
     self->frames = 0;
+    self->last_sec = 0;
+    self->last_ns = 0;
     self->error = NULL;
     self->arena = NULL;
     self->arena_cap = 0;

@@ -139,6 +139,16 @@ class FastScan:
         return int(self._sc.frames_seen)
 
     @property
+    def last_ts(self) -> float:
+        """Latest capture time of any record read, whether the filter kept it or not."""
+        return int(self._sc.last_ts_ns) / 1_000_000_000
+
+    @property
+    def bytes_read(self) -> int:
+        """File offset reached so far (-1 once closed): for progress reporting."""
+        return int(self._sc.bytes_read)
+
+    @property
     def truncated(self) -> bool:
         """True if the file ended in the middle of a record."""
         return bool(self._sc.truncated)

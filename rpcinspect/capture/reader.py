@@ -28,11 +28,11 @@ Packet = tuple[int, float, int, bytes]
 CHUNK = 1 << 20
 MAX_RECORD = 1 << 20  # a record larger than this is corruption, not a packet (snaplen max is 256 KiB)
 
-_PCAP_MAGICS = {
-    b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
-    b"\xa1\xb2\xc3\xd4": (">", 1e-6),
-    b"\x4d\x3c\xb2\xa1": ("<", 1e-9),
-    b"\xa1\xb2\x3c\x4d": (">", 1e-9),
+_PCAP_MAGICS = {  # byte order, ticks per second (timestamps are ticks / rate, int / int: exact rounding)
+    b"\xd4\xc3\xb2\xa1": ("<", 1_000_000),
+    b"\xa1\xb2\xc3\xd4": (">", 1_000_000),
+    b"\x4d\x3c\xb2\xa1": ("<", 1_000_000_000),
+    b"\xa1\xb2\x3c\x4d": (">", 1_000_000_000),
 }
 _PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
 
@@ -47,6 +47,7 @@ class CaptureReader:
         self.error: str | None = None
         self.frames = 0
         self.bytes_read = 0
+        self.last_ts = 0.0
         head = stream.read(4)
         if len(head) < 4:
             raise InputError(f"{name}: empty or too short to be a capture file")
@@ -95,7 +96,7 @@ class CaptureReader:
 
     # -- classic pcap ----------------------------------------------------------------------------
     def _iter_pcap(self) -> Iterator[Packet]:
-        endian, unit = _PCAP_MAGICS[self._head]
+        endian, rate = _PCAP_MAGICS[self._head]
         rest = self._read(20)
         if len(rest) < 20:
             raise InputError(f"{self.name}: truncated pcap file header")
@@ -133,7 +134,7 @@ class CaptureReader:
                     break
             frame += 1
             self.frames = frame
-            yield frame, sec + frac * unit, linktype, buf[start:end]
+            yield frame, (sec * rate + frac) / rate, linktype, buf[start:end]
             off = end
 
     # -- pcapng ----------------------------------------------------------------------------------
@@ -142,7 +143,7 @@ class CaptureReader:
         frame = 0
         pending = self._head
         endian = "<"
-        ifaces: list[tuple[int, float, int]] = []  # (linktype, ts unit, snaplen)
+        ifaces: list[tuple[int, int, int]] = []  # (linktype, ticks per second, snaplen)
         while True:
             hdr = pending + self._read(8 - len(pending))
             pending = b""
@@ -192,7 +193,7 @@ class CaptureReader:
                     self.error = "short interface description block"
                     return
                 lt, _res, snap = struct.unpack_from(endian + "HHI", body)
-                ifaces.append((lt, _ts_unit(body[8:], endian), snap))
+                ifaces.append((lt, _ts_rate(body[8:], endian), snap))
                 self.linktypes.append(lt)
             elif btype in (6, 2):  # enhanced / obsolete packet
                 fmt = endian + ("IIIII" if btype == 6 else "HHIIII")
@@ -209,14 +210,14 @@ class CaptureReader:
                     frame += 1
                     self.frames = frame
                     continue
-                lt, unit, _snap = ifaces[ifid]
+                lt, rate, _snap = ifaces[ifid]
                 frame += 1
                 self.frames = frame
-                yield frame, ((hi << 32) | lo) * unit, lt, body[n : n + cap]
+                yield frame, ((hi << 32) | lo) / rate, lt, body[n : n + cap]
             elif btype == 3:  # simple packet
                 if not ifaces or len(body) < 4:
                     continue
-                lt, _unit, snap = ifaces[0]
+                lt, _rate, snap = ifaces[0]
                 orig = struct.unpack_from(endian + "I", body)[0]
                 cap = min(orig, len(body) - 4, snap or orig)
                 frame += 1
@@ -224,8 +225,8 @@ class CaptureReader:
                 yield frame, 0.0, lt, body[4 : 4 + cap]
 
 
-def _ts_unit(options: bytes, endian: str) -> float:
-    """Timestamp unit from the if_tsresol option (code 9); microseconds by default."""
+def _ts_rate(options: bytes, endian: str) -> int:
+    """Ticks per second from the if_tsresol option (code 9); microseconds by default."""
     off = 0
     while off + 4 <= len(options):
         code, length = struct.unpack_from(endian + "HH", options, off)
@@ -233,9 +234,9 @@ def _ts_unit(options: bytes, endian: str) -> float:
             break
         if code == 9 and length >= 1 and off + 5 <= len(options):
             v = options[off + 4]
-            return 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0**-v
+            return 1 << min(v & 0x7F, 63) if v & 0x80 else 10 ** min(v, 19)
         off += 4 + ((length + 3) & ~3)
-    return 1e-6
+    return 1_000_000
 
 
 def open_capture(path: str | Path) -> CaptureReader:

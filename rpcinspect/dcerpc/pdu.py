@@ -11,6 +11,8 @@ import struct
 import uuid
 from typing import Final, NamedTuple
 
+from rpcinspect.transports.cotcp import CO_HEADER_LEN, Header, header, plausible
+
 __all__ = [
     "BIND_TYPES",
     "CO_HEADER_LEN",
@@ -37,7 +39,6 @@ __all__ = [
     "uuid_str",
 ]
 
-CO_HEADER_LEN: Final = 16
 MAX_CONTEXTS: Final = 255  # n_context_elem is one byte: the protocol itself bounds it
 
 PFC_FIRST_FRAG: Final = 0x01
@@ -56,48 +57,6 @@ BIND_TYPES: Final = frozenset((11, 14))
 
 _LE: Final = {"H": struct.Struct("<H"), "I": struct.Struct("<I"), "hdr": struct.Struct("<HHI")}
 _BE: Final = {"H": struct.Struct(">H"), "I": struct.Struct(">I"), "hdr": struct.Struct(">HHI")}
-
-
-class Header(NamedTuple):
-    """The 16-byte common header."""
-
-    minor: int
-    ptype: int
-    flags: int
-    little: bool
-    frag_len: int
-    auth_len: int
-    call_id: int
-
-
-def plausible(buf: bytes, off: int) -> int:
-    """Frag length of a believable CO header at *off*, or 0.
-
-    The check is what lets rpcinspect find DCE/RPC on any port: version 5.0/5.1, a known PDU
-    type, a sane data representation (integer and character formats C706 defines) and a frag
-    length that at least covers the header and the auth trailer it announces.
-    """
-    if len(buf) < off + 16 or buf[off] != 5 or buf[off + 1] > 1 or buf[off + 2] > 20:
-        return 0
-    d0 = buf[off + 4]
-    if d0 & 0xEE or buf[off + 5] > 3:
-        return 0
-    if d0 & 0x10:
-        flen = buf[off + 8] | (buf[off + 9] << 8)
-        alen = buf[off + 10] | (buf[off + 11] << 8)
-    else:
-        flen = (buf[off + 8] << 8) | buf[off + 9]
-        alen = (buf[off + 10] << 8) | buf[off + 11]
-    if flen < 16 or (alen and flen < 16 + 8 + alen):
-        return 0
-    return flen
-
-
-def header(buf: bytes, off: int) -> Header:
-    """Decodes a header that :func:`plausible` accepted."""
-    little = bool(buf[off + 4] & 0x10)
-    flen, alen, call_id = (_LE if little else _BE)["hdr"].unpack_from(buf, off + 8)
-    return Header(buf[off + 1], buf[off + 2], buf[off + 3], little, flen, alen, call_id)
 
 
 _uuid_cache: dict[tuple[bytes, bool], str] = {}

@@ -285,6 +285,10 @@ class TcpTable:
             self.run.count("tcp_connections_evicted")
             self._close(conn, "evicted", 0, ts)
 
+    def expire(self, ts: float, frame: int) -> None:
+        """Closes connections idle for longer than the limit at capture time *ts*."""
+        self._sweep(frame, ts)
+
     def _sweep(self, frame: int, ts: float) -> None:
         self._sweep_at = ts
         limit = ts - self.run.limits.idle_timeout

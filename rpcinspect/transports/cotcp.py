@@ -1,4 +1,8 @@
-"""ncacn_ip_tcp: frames a TCP byte stream into connection-oriented DCE/RPC PDUs.
+"""Connection-oriented DCE/RPC framing: a byte stream (TCP, later SMB pipes) into whole PDUs.
+
+Framing needs only the 16-byte common header (C706 12.6.3.1), so it lives here, below the
+``dcerpc`` layer that interprets PDU bodies: the framer hands each complete PDU, with its decoded
+header, to a :class:`PduSink` (an association).
 
 Per direction the framer is either in sync (the next byte starts a PDU) or searching (after a
 capture started mid-stream, a gap, or a header that fails the plausibility check). Searching
@@ -9,17 +13,60 @@ buffered (frag_length is 16 bits), so memory per direction is bounded by 64 KiB.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from rpcinspect.dcerpc.association import Association
-from rpcinspect.dcerpc.pdu import header, plausible
+import struct
+from typing import TYPE_CHECKING, Final, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from rpcinspect.runtime import Endpoints, Run
 
-__all__ = ["CoFramer", "find_header"]
+__all__ = ["CO_HEADER_LEN", "CoFramer", "Header", "PduSink", "find_header", "header", "plausible"]
 
+CO_HEADER_LEN: Final = 16
 _EMPTY = b""
+_HDR_LE = struct.Struct("<HHI").unpack_from
+_HDR_BE = struct.Struct(">HHI").unpack_from
+
+
+class Header(NamedTuple):
+    """The 16-byte common header."""
+
+    minor: int
+    ptype: int
+    flags: int
+    little: bool
+    frag_len: int
+    auth_len: int
+    call_id: int
+
+
+def plausible(buf: bytes, off: int) -> int:
+    """Frag length of a believable CO header at *off*, or 0.
+
+    The check is what lets rpcinspect find DCE/RPC on any port: version 5.0/5.1, a known PDU
+    type, a sane data representation (integer and character formats C706 defines) and a frag
+    length that at least covers the header and the auth trailer it announces.
+    """
+    if len(buf) < off + 16 or buf[off] != 5 or buf[off + 1] > 1 or buf[off + 2] > 20:
+        return 0
+    d0 = buf[off + 4]
+    if d0 & 0xEE or buf[off + 5] > 3:
+        return 0
+    if d0 & 0x10:
+        flen = buf[off + 8] | (buf[off + 9] << 8)
+        alen = buf[off + 10] | (buf[off + 11] << 8)
+    else:
+        flen = (buf[off + 8] << 8) | buf[off + 9]
+        alen = (buf[off + 10] << 8) | buf[off + 11]
+    if flen < 16 or (alen and flen < 16 + 8 + alen):
+        return 0
+    return flen
+
+
+def header(buf: bytes, off: int) -> Header:
+    """Decodes a header that :func:`plausible` accepted."""
+    little = bool(buf[off + 4] & 0x10)
+    flen, alen, call_id = (_HDR_LE if little else _HDR_BE)(buf, off + 8)
+    return Header(buf[off + 1], buf[off + 2], buf[off + 3], little, flen, alen, call_id)
 
 
 def find_header(data: bytes, start: int) -> int:
@@ -34,22 +81,27 @@ def find_header(data: bytes, start: int) -> int:
     return -1
 
 
+class PduSink(Protocol):
+    """Receives whole PDUs of one channel (the dcerpc association)."""
+
+    def pdu(self, dirn: int, buf: bytes, off: int, h: Header, frame: int, ts: float) -> None: ...
+    def close(self, reason: str) -> None: ...
+
+
 class CoFramer:
-    """Connection handler for ncacn_ip_tcp (and, later, for bytes carried by other transports)."""
+    """Connection handler that frames both directions of a stream into PDUs for *sink*."""
 
-    __slots__ = ("_ep", "assoc", "bufs", "run", "sync")
+    __slots__ = ("_ep", "bufs", "run", "sink", "sync")
 
-    def __init__(
-        self, run: Run, endpoints: Endpoints, *, transport: str = "ncacn_ip_tcp", midstream: bool
-    ) -> None:
+    def __init__(self, run: Run, endpoints: Endpoints, sink: PduSink, *, midstream: bool) -> None:
         self.run = run
         self._ep = endpoints
-        self.assoc = Association(run, transport, endpoints)
+        self.sink = sink
         self.bufs: list[bytes] = [_EMPTY, _EMPTY]
         self.sync = [not midstream, not midstream]
 
     def data(self, dirn: int, payload: bytes, frame: int, ts: float) -> None:
-        """Consumes in-order stream bytes; every complete PDU goes to the association."""
+        """Consumes in-order stream bytes; every complete PDU goes to the sink."""
         pending = self.bufs[dirn]
         data = pending + payload if pending else payload
         n = len(data)
@@ -62,7 +114,7 @@ class CoFramer:
             if off:
                 self.run.count("co_resync_skipped_bytes", off)
             self.sync[dirn] = True
-        assoc = self.assoc
+        sink = self.sink
         while n - off >= 16:
             flen = plausible(data, off)
             if not flen:
@@ -79,7 +131,7 @@ class CoFramer:
                 continue
             if n - off < flen:
                 break
-            assoc.pdu(dirn, data, off, header(data, off), frame, ts)
+            sink.pdu(dirn, data, off, header(data, off), frame, ts)
             off += flen
         self.bufs[dirn] = data[off:] if off < n else _EMPTY
 
@@ -92,13 +144,10 @@ class CoFramer:
         self.run.anomaly("tcp_gap", f"{nbytes} bytes missing in the stream", frame, ts, self._ep)
 
     def close(self, reason: str, frame: int, ts: float) -> None:
-        """End of connection: report a PDU cut short, then close the association."""
+        """End of connection: report a PDU cut short, then close the sink."""
         for dirn in (0, 1):
             if self.bufs[dirn] and self.sync[dirn]:
-                self.run.anomaly(
-                    "truncated_pdu",
-                    f"{len(self.bufs[dirn])} bytes of an incomplete PDU at end of stream",
-                    frame, ts, self._ep,
-                )  # fmt: skip
+                detail = f"{len(self.bufs[dirn])} bytes of an incomplete PDU at end of stream"
+                self.run.anomaly("truncated_pdu", detail, frame, ts, self._ep)
         self.bufs = [_EMPTY, _EMPTY]
-        self.assoc.close(reason)
+        self.sink.close(reason)

@@ -1,4 +1,6 @@
-"""Chooses the transport of a TCP connection from its ports and first bytes.
+"""Attaches a transport framer and a DCE/RPC association to each new TCP connection.
+
+The choice is made from the connection's ports and first bytes.
 
 DCE/RPC is found on any port by a header check, so dynamic endpoints (49152+) need no
 configuration; well-known ports only decide how hard to look. Transports this wave does not
@@ -10,9 +12,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from rpcinspect.dcerpc.pdu import plausible
+from rpcinspect.dcerpc.association import Association
 from rpcinspect.flows.tcp import IGNORE, Connection, Handler, _Ignore
-from rpcinspect.transports.cotcp import CoFramer
+from rpcinspect.transports.cotcp import CoFramer, plausible
 
 if TYPE_CHECKING:
     from rpcinspect.runtime import Run
@@ -41,8 +43,12 @@ class TcpSelector:
                 self.run.count(f"connections_{name}_not_decoded")
                 return IGNORE
         if plausible(payload, 0):
-            return CoFramer(self.run, conn.endpoints(), midstream=False)
+            return self._co(conn, midstream=False)
         if sport in CO_PORTS or dport in CO_PORTS:
             self.run.count("co_midstream_start")
-            return CoFramer(self.run, conn.endpoints(), midstream=True)
+            return self._co(conn, midstream=True)
         return None
+
+    def _co(self, conn: Connection, *, midstream: bool) -> CoFramer:
+        ep = conn.endpoints()
+        return CoFramer(self.run, ep, Association(self.run, "ncacn_ip_tcp", ep), midstream=midstream)
