@@ -19,6 +19,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from rpcinspect.catalog.cache import CatalogParts, load_parts_cached
+
 __all__ = ["Catalog", "CatalogError", "Interface", "load_catalog"]
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -284,7 +286,10 @@ def load_catalog(root: Path | Traversable | None = None) -> Catalog:
 
 @functools.cache
 def _default_catalog() -> Catalog:
-    return _load(default_root())
+    root = default_root()
+    if isinstance(root, Path):
+        return Catalog(*load_parts_cached(root, _load_parts))
+    return _load(root)
 
 
 def default_root() -> Traversable:
@@ -296,6 +301,11 @@ def default_root() -> Traversable:
 
 
 def _load(root: Path | Traversable) -> Catalog:
+    return Catalog(*_load_parts(root))
+
+
+def _load_parts(root: Path | Traversable) -> CatalogParts:
+    """Everything :class:`Catalog` is built from, validated."""
     interfaces: list[Interface] = []
     seen_names: dict[str, str] = {}
     seen_keys: dict[tuple[str, str], str] = {}
@@ -351,4 +361,4 @@ def _load(root: Path | Traversable) -> Catalog:
     if not re.match(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-$", prefix):
         raise CatalogError(f"syntaxes.toml: bad [btfn] uuid_prefix {prefix!r}")
 
-    return Catalog(tuple(interfaces), tables, auth_types, auth_levels, pipes, syntaxes, prefix)
+    return tuple(interfaces), tables, auth_types, auth_levels, pipes, syntaxes, prefix

@@ -16,6 +16,7 @@ from rpcinspect.dcerpc.pdu import PFC_FIRST_FRAG, PFC_LAST_FRAG, Header
 from rpcinspect.records import BindRecord, CallRecord, ContextRecord
 
 if TYPE_CHECKING:
+    from rpcinspect.catalog import Catalog
     from rpcinspect.runtime import Endpoints, Run
 
 __all__ = ["Association"]
@@ -25,6 +26,44 @@ _SERVER_PTYPES = frozenset((2, 3, 12, 13, 15, 17))
 _BTFN_PREFIX = "6cb71c2c-9812-4540-"
 _BTFN_BITS = ((0x1, "security_context_multiplexing"), (0x2, "keep_connection_on_orphan"))
 _NONE_AUTH = (0, 0)
+
+
+_ctx_records_memo: dict[tuple[object, ...], list[ContextRecord]] = {}
+
+
+def _context_records(
+    cat: Catalog, contexts: tuple[pdu.ContextItem, ...], results: tuple[pdu.AckResult, ...], nak: bool
+) -> list[ContextRecord]:
+    """The offered contexts with the server's answers, named (memoised: binds repeat verbatim)."""
+    out: list[ContextRecord] = []
+    for i, item in enumerate(contexts):
+        res = results[i] if i < len(results) else None
+        btfn: list[str] | None = None
+        names: list[str] = []
+        for ts_uuid, ts_ver in item.transfer:
+            if ts_uuid.startswith(_BTFN_PREFIX):
+                bits = int(ts_uuid[19:21], 16) | (int(ts_uuid[21:23], 16) << 8)
+                btfn = [n for b, n in _BTFN_BITS if bits & b]
+            names.append(cat.syntax_name(ts_uuid, ts_ver) or f"{ts_uuid}:{ts_ver}")
+        iface = cat.interface(item.if_uuid, item.if_version)
+        result = reason = accepted = None
+        if res is not None:
+            result = cat.ack_result_name(res.result)
+            if res.result == 3:  # negotiate_ack: reason carries the features the server supports
+                btfn = [n for b, n in _BTFN_BITS if res.reason & b]
+            else:
+                reason = cat.ack_reason_name(res.reason)
+            if res.result == 0:
+                accepted = cat.syntax_name(*res.transfer) or f"{res.transfer[0]}:{res.transfer[1]}"
+        elif nak:
+            result = "rejected"
+        name = iface.name if iface else None
+        out.append(
+            ContextRecord(
+                item.ctx_id, item.if_uuid, item.if_version, name, names, result, reason, accepted, btfn
+            )
+        )
+    return out
 
 
 class _Context:
@@ -361,44 +400,16 @@ class Association:
         nak_reason: str | None,
         close_reason: str | None,
     ) -> None:
-        cat = self.run.catalog
         results = ack.results if ack is not None else ()
-        ctxs: list[ContextRecord] = []
-        for i, item in enumerate(pb.body.contexts):
-            res = results[i] if i < len(results) else None
-            btfn: list[str] | None = None
-            names: list[str] = []
-            for ts_uuid, ts_ver in item.transfer:
-                if ts_uuid.startswith(_BTFN_PREFIX):
-                    bits = int(ts_uuid[19:21], 16) | (int(ts_uuid[21:23], 16) << 8)
-                    btfn = [n for b, n in _BTFN_BITS if bits & b]
-                names.append(cat.syntax_name(ts_uuid, ts_ver) or f"{ts_uuid}:{ts_ver}")
-            iface = cat.interface(item.if_uuid, item.if_version)
-            result = reason = accepted = None
-            if res is not None:
-                result = cat.ack_result_name(res.result)
-                if res.result == 3:  # negotiate_ack: reason carries the features the server supports
-                    reason = None
-                    btfn = [n for b, n in _BTFN_BITS if res.reason & b]
-                else:
-                    reason = cat.ack_reason_name(res.reason)
-                if res.result == 0:
-                    accepted = cat.syntax_name(*res.transfer) or f"{res.transfer[0]}:{res.transfer[1]}"
-            elif status == "rejected" and ack is None:
-                result = "rejected"
-            ctxs.append(
-                ContextRecord(
-                    item.ctx_id,
-                    item.if_uuid,
-                    item.if_version,
-                    iface.name if iface else None,
-                    names,
-                    result,
-                    reason,
-                    accepted,
-                    btfn,
-                )
-            )
+        nak = status == "rejected" and ack is None
+        key = (pb.body.contexts, results, nak)
+        ctxs = _ctx_records_memo.get(key)
+        if ctxs is None:
+            ctxs = _context_records(self.run.catalog, pb.body.contexts, results, nak)
+            if len(_ctx_records_memo) >= 4096:
+                _ctx_records_memo.clear()
+            _ctx_records_memo[key] = ctxs
+        cat = self.run.catalog
         c, cp, s, sp = self._ep
         at, al = pb.auth
         self.run.count("binds")

@@ -159,6 +159,18 @@ def _syntax(buf: bytes, o: int, little: bool) -> tuple[str, str]:
     return uuid_str(bytes(buf[o : o + 16]), little), f"{major}.{minor}"
 
 
+_MEMO_MAX = 4096
+_ctx_memo: dict[tuple[bool, bytes], tuple[tuple[ContextItem, ...], bool]] = {}
+_ack_memo: dict[tuple[bool, bytes], tuple[str, tuple[AckResult, ...], bool]] = {}
+
+
+def _remember(memo: dict, key: object, value: object) -> None:  # type: ignore[type-arg]
+    """Bounded memo: clients repeat the same bind bodies, byte for byte, on every connection."""
+    if len(memo) >= _MEMO_MAX:
+        memo.clear()
+    memo[key] = value
+
+
 def bind_body(buf: bytes, off: int, h: Header) -> BindBody | None:
     """Decodes a bind/alter_context body; stops at the PDU end (``truncated`` says so)."""
     end = off + h.frag_len - (h.auth_len + 8 if h.auth_len else 0)
@@ -167,25 +179,37 @@ def bind_body(buf: bytes, off: int, h: Header) -> BindBody | None:
     s = _LE if h.little else _BE
     max_xmit, max_recv = s["H"].unpack_from(buf, off + 16)[0], s["H"].unpack_from(buf, off + 18)[0]
     assoc = s["I"].unpack_from(buf, off + 20)[0]
-    n_ctx = buf[off + 24]
-    o = off + 28
+    key = (h.little, bytes(buf[off + 24 : end]))
+    hit = _ctx_memo.get(key)
+    if hit is None:
+        hit = _contexts(key[1], h.little)
+        _remember(_ctx_memo, key, hit)
+    return BindBody(max_xmit, max_recv, assoc, hit[0], hit[1])
+
+
+def _contexts(b: bytes, little: bool) -> tuple[tuple[ContextItem, ...], bool]:
+    """The p_cont_list_t starting at n_context_elem; (items, truncated)."""
+    s = _LE if little else _BE
+    end = len(b)
+    n_ctx = b[0]
+    o = 4
     items: list[ContextItem] = []
     for _ in range(n_ctx):
         if o + 44 > end:
-            return BindBody(max_xmit, max_recv, assoc, tuple(items), True)
-        ctx_id = s["H"].unpack_from(buf, o)[0]
-        n_ts = buf[o + 2]
-        if_uuid, if_ver = _syntax(buf, o + 4, h.little)
+            return tuple(items), True
+        ctx_id = s["H"].unpack_from(b, o)[0]
+        n_ts = b[o + 2]
+        if_uuid, if_ver = _syntax(b, o + 4, little)
         o += 24
         ts: list[tuple[str, str]] = []
         for _ in range(n_ts):
             if o + 20 > end:
                 items.append(ContextItem(ctx_id, if_uuid, if_ver, tuple(ts)))
-                return BindBody(max_xmit, max_recv, assoc, tuple(items), True)
-            ts.append(_syntax(buf, o, h.little))
+                return tuple(items), True
+            ts.append(_syntax(b, o, little))
             o += 20
         items.append(ContextItem(ctx_id, if_uuid, if_ver, tuple(ts)))
-    return BindBody(max_xmit, max_recv, assoc, tuple(items), False)
+    return tuple(items), False
 
 
 class AckResult(NamedTuple):
@@ -215,23 +239,35 @@ def bind_ack_body(buf: bytes, off: int, h: Header) -> BindAck | None:
     s = _LE if h.little else _BE
     max_xmit, max_recv = s["H"].unpack_from(buf, off + 16)[0], s["H"].unpack_from(buf, off + 18)[0]
     assoc = s["I"].unpack_from(buf, off + 20)[0]
-    alen = s["H"].unpack_from(buf, off + 24)[0]
-    o = off + 26
+    key = (h.little, bytes(buf[off + 24 : end]))
+    hit = _ack_memo.get(key)
+    if hit is None:
+        hit = _ack_tail(key[1], h.little)
+        _remember(_ack_memo, key, hit)
+    return BindAck(max_xmit, max_recv, assoc, hit[0], hit[1], hit[2])
+
+
+def _ack_tail(b: bytes, little: bool) -> tuple[str, tuple[AckResult, ...], bool]:
+    """Secondary address and p_result_list_t, from the sec_addr length field (PDU offset 24)."""
+    s = _LE if little else _BE
+    end = len(b)
+    alen = s["H"].unpack_from(b, 0)[0]
+    o = 2
     if o + alen > end:
-        return BindAck(max_xmit, max_recv, assoc, "", (), True)
-    sec = bytes(buf[o : o + alen]).rstrip(b"\0").decode("latin-1")
+        return "", (), True
+    sec = b[o : o + alen].rstrip(b"\0").decode("latin-1")
     o += alen
-    o += (-(o - off)) % 4  # align to 4 from the PDU start
+    o += (-(o + 24)) % 4  # align to 4 from the PDU start (this buffer starts at PDU offset 24)
     if o + 4 > end:
-        return BindAck(max_xmit, max_recv, assoc, sec, (), o > end)
-    n = buf[o]
+        return sec, (), o > end
+    n = b[o]
     o += 4
     results: list[AckResult] = []
     for _ in range(n):
         if o + 24 > end:
-            return BindAck(max_xmit, max_recv, assoc, sec, tuple(results), True)
-        res = s["H"].unpack_from(buf, o)[0]
-        reason = s["H"].unpack_from(buf, o + 2)[0]
-        results.append(AckResult(res, reason, _syntax(buf, o + 4, h.little)))
+            return sec, tuple(results), True
+        res = s["H"].unpack_from(b, o)[0]
+        reason = s["H"].unpack_from(b, o + 2)[0]
+        results.append(AckResult(res, reason, _syntax(b, o + 4, little)))
         o += 24
-    return BindAck(max_xmit, max_recv, assoc, sec, tuple(results), False)
+    return sec, tuple(results), False

@@ -134,8 +134,12 @@ class TcpTable:
                 d.next_seq = seq
             diff = (seq - d.next_seq) & _MASK
             if diff == 0:
-                self._deliver(conn, dirn, payload, frame, ts)
                 d.next_seq = (seq + len(payload)) & _MASK
+                h = conn.handler
+                if h is not None and h is not IGNORE:
+                    h.data(dirn, payload, frame, ts)  # type: ignore[union-attr]
+                else:
+                    self._deliver(conn, dirn, payload, frame, ts)
                 if d.ooo:
                     self._drain(conn, dirn, d, frame, ts)
             elif diff < _HALF:
