@@ -6,7 +6,8 @@ setup(
     ext_modules=[
         Extension(
             "rpcinspect.capture._pcapscan",
-            sources=["rpcinspect/capture/_pcapscan.c"],
+            sources=["rpcinspect/capture/_pcapscan.c", "rpcinspect/capture/rpcselect.c"],
+            depends=["rpcinspect/capture/rpcselect.h"],
             libraries=["pcap"],
             # Without libpcap headers or a C compiler the build is skipped and
             # rpcinspect falls back to its pure-Python pcap reader.

@@ -98,7 +98,7 @@ def analyze(
                 + (f" ({reader.error})" if reader.error else "")
             )
         elif reader.error:
-            errors.append(f"{path}: {reader.error}")
+            errors.append(f"{path}: corrupt capture after frame {reader.frames} ({reader.error})")
     counters = dict(sorted(run.counters.items()))
     yield SummaryRecord(
         files,

@@ -107,7 +107,7 @@ def test_corrupt_record_length(tmp_path: Path) -> None:
     struct.pack_into("<I", data, 24 + 8, 0x7FFFFFFF)  # first record's caplen
     p = tmp_path / "corrupt.pcap"
     p.write_bytes(bytes(data))
-    assert_clean_error(cli("analyze", str(p)), 3, "corrupt record")
+    assert_clean_error(cli("analyze", str(p)), 3, "corrupt capture after frame 0")
 
 
 @pytest.mark.parametrize("frag_len", [0, 15, 65535])

@@ -20,6 +20,8 @@
 
 #include <pcap/pcap.h>
 
+#include "rpcselect.h"
+
 /* Frames read per GIL release; between chunks pending signals are checked. */
 #define CHUNK_FRAMES 65536
 /* Upper bound on max_packets, to bound the record array allocation. */
@@ -50,6 +52,7 @@ typedef struct {
     PyObject *error;  /* str or NULL */
     unsigned char *arena;
     size_t arena_cap;
+    rpcsel_t sel;   /* one-pass DCE/RPC flow selection (rpcselect.h), off until enabled */
 } Scanner;
 
 static PyTypeObject ScannerType;
@@ -123,6 +126,9 @@ scanner_release(Scanner *self)
     PyMem_RawFree(self->arena);
     self->arena = NULL;
     self->arena_cap = 0;
+    PyMem_RawFree(self->sel.starts);
+    self->sel.starts = NULL;
+    self->sel.enabled = 0;
 }
 
 static void
@@ -224,6 +230,8 @@ Scanner_next_batch(Scanner *self, PyObject *args, PyObject *kwds)
                     }
                 }
                 if (filtered && pcap_offline_filter(&self->prog, h, d) == 0)
+                    continue;
+                if (self->sel.enabled && !rpcsel_match(&self->sel, self->linktype, d, h->caplen))
                     continue;
                 size_t caplen = h->caplen;
                 if (caplen > SIZE_MAX - used) {
@@ -371,6 +379,83 @@ Scanner_setfilter(Scanner *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+static int
+set_ports(uint8_t *bits, PyObject *ports)
+{
+    PyObject *it = PyObject_GetIter(ports), *item;
+    if (it == NULL)
+        return -1;
+    while ((item = PyIter_Next(it)) != NULL) {
+        long v = PyLong_AsLong(item);
+        Py_DECREF(item);
+        if (v == -1 && PyErr_Occurred())
+            break;
+        if (v < 0 || v > 65535) {
+            PyErr_Format(PyExc_ValueError, "port out of range: %ld", v);
+            break;
+        }
+        rpcsel_set(bits, (unsigned)v);
+    }
+    Py_DECREF(it);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+PyDoc_STRVAR(select_doc,
+"select_rpc(tcp_ports, udp_ports, drop_pure_acks=True) -> None\n\n"
+"Turn on one-pass DCE/RPC flow selection (rpcselect.h), seeded with known ports.");
+
+static PyObject *
+Scanner_select_rpc(Scanner *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"tcp_ports", "udp_ports", "drop_pure_acks", NULL};
+    PyObject *tcp, *udp;
+    int drop = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|p:select_rpc", kwlist, &tcp, &udp, &drop))
+        return NULL;
+    if (check_usable(self) < 0)
+        return NULL;
+    if (self->sel.starts == NULL) {
+        self->sel.starts = PyMem_RawCalloc(RPCSEL_STARTS, sizeof(rpcsel_start_t));
+        if (self->sel.starts == NULL)
+            return PyErr_NoMemory();
+    }
+    if (set_ports(self->sel.tcp, tcp) < 0 || set_ports(self->sel.udp, udp) < 0)
+        return NULL;
+    self->sel.drop_pure_acks = drop;
+    self->sel.enabled = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+ports_list(const uint8_t *bits)
+{
+    PyObject *list = PyList_New(0);
+    for (unsigned port = 0; list != NULL && port < 65536; port++) {
+        if (!rpcsel_has(bits, port))
+            continue;
+        PyObject *v = PyLong_FromUnsignedLong(port);
+        if (v == NULL || PyList_Append(list, v) < 0) {
+            Py_XDECREF(v);
+            Py_CLEAR(list);
+            break;
+        }
+        Py_DECREF(v);
+    }
+    return list;
+}
+
+static PyObject *
+Scanner_rpc_ports(Scanner *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *t = ports_list(self->sel.tcp), *u = ports_list(self->sel.udp);
+    if (t == NULL || u == NULL) {
+        Py_XDECREF(t);
+        Py_XDECREF(u);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", t, u);
+}
+
 static PyObject *
 Scanner_close(Scanner *self, PyObject *Py_UNUSED(ignored))
 {
@@ -464,6 +549,9 @@ static PyMethodDef Scanner_methods[] = {
     {"next_batch", (PyCFunction)(void (*)(void))Scanner_next_batch, METH_VARARGS | METH_KEYWORDS,
      next_batch_doc},
     {"setfilter", (PyCFunction)Scanner_setfilter, METH_O, setfilter_doc},
+    {"select_rpc", (PyCFunction)(void (*)(void))Scanner_select_rpc, METH_VARARGS | METH_KEYWORDS, select_doc},
+    {"rpc_ports", (PyCFunction)Scanner_rpc_ports, METH_NOARGS,
+     "rpc_ports() -> (tcp_ports, udp_ports)\n\nPorts known to carry DCE/RPC (seeded and learned)."},
     {"close", (PyCFunction)Scanner_close, METH_NOARGS, "close() -> None\n\nRelease the file and filter."},
     {"__enter__", (PyCFunction)Scanner_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)Scanner_exit, METH_VARARGS, NULL},
@@ -557,6 +645,7 @@ mod_open(PyObject *Py_UNUSED(mod), PyObject *args, PyObject *kwds)
     self->error = NULL;
     self->arena = NULL;
     self->arena_cap = 0;
+    memset(&self->sel, 0, sizeof self->sel);
     if (scanner_set_filter(self, bpf) < 0) {
         Py_DECREF(self);
         return NULL;

@@ -138,6 +138,17 @@ class FastScan:
         """Records read so far, matching or not (the last frame number once exhausted)."""
         return int(self._sc.frames_seen)
 
+    def select_rpc(
+        self, tcp_ports: Iterable[int], udp_ports: Iterable[int], *, drop_pure_acks: bool = True
+    ) -> None:
+        """Turns on one-pass DCE/RPC flow selection in C (see ``rpcselect.h``), seeded with ports."""
+        self._sc.select_rpc(list(tcp_ports), list(udp_ports), drop_pure_acks)
+
+    def rpc_ports(self) -> tuple[list[int], list[int]]:
+        """TCP and UDP ports known to carry DCE/RPC: the seeds plus those learned so far."""
+        tcp, udp = self._sc.rpc_ports()
+        return list(tcp), list(udp)
+
     @property
     def last_ts(self) -> float:
         """Latest capture time of any record read, whether the filter kept it or not."""

@@ -119,8 +119,7 @@ class CaptureReader:
                     break
             sec, frac, incl, _orig = rec(buf, off)
             if incl > MAX_RECORD:
-                self.error = f"corrupt record header after frame {frame} (length {incl})"
-                self.truncated = True
+                self.error = f"record length {incl} exceeds the {MAX_RECORD}-byte limit"
                 break
             start = off + 16
             end = start + incl
@@ -180,8 +179,7 @@ class CaptureReader:
                 continue
             btype, blen = struct.unpack(endian + "II", hdr)
             if blen < 12 or blen % 4 or blen > MAX_RECORD:
-                self.error = f"corrupt pcapng block (type {btype:#x}, length {blen}) after frame {frame}"
-                self.truncated = True
+                self.error = f"pcapng block of type {btype:#x} with impossible length {blen}"
                 return
             body = self._read(blen - 8)
             if len(body) < blen - 8:

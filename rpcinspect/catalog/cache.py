@@ -57,14 +57,24 @@ def _to_plain(parts: CatalogParts) -> Any:
     ifaces, tables, auth_types, auth_levels, pipes, syntaxes, prefix = parts
     plain_ifaces = [(i.name, i.long_name, i.spec, i.uuid, i.versions, dict(i.opnums)) for i in ifaces]
     plain_tables = {k: dict(v) for k, v in tables.items()}
-    return (plain_ifaces, plain_tables, dict(auth_types), dict(auth_levels), dict(pipes), dict(syntaxes), prefix)
+    return (
+        plain_ifaces,
+        plain_tables,
+        dict(auth_types),
+        dict(auth_levels),
+        dict(pipes),
+        dict(syntaxes),
+        prefix,
+    )
 
 
 def _from_plain(data: Any) -> CatalogParts:
     from rpcinspect.catalog.loader import Interface
 
     plain_ifaces, tables, auth_types, auth_levels, pipes, syntaxes, prefix = data
-    ifaces = tuple(Interface(n, ln, sp, u, tuple(v), MappingProxyType(o)) for n, ln, sp, u, v, o in plain_ifaces)
+    ifaces = tuple(
+        Interface(n, ln, sp, u, tuple(v), MappingProxyType(o)) for n, ln, sp, u, v, o in plain_ifaces
+    )
     return ifaces, tables, auth_types, auth_levels, pipes, syntaxes, prefix
 
 
