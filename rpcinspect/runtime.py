@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rpcinspect.limits import DEFAULT_LIMITS, Limits
 from rpcinspect.records import AnomalyRecord, Record
@@ -37,6 +37,19 @@ class Run:
         self.limits = limits
         self.counters: Counter[str] = Counter()
         self._anomalies: Counter[str] = Counter()
+        self._auth_names: dict[tuple[int, int], tuple[str, str]] = {}
+        self.memo: dict[object, Any] = {}
+        """Bounded per-run memo for derived values that depend on the catalog (bind contexts)."""
+
+    def auth_names(self, auth: tuple[int, int]) -> tuple[str, str]:
+        """``(auth_type, auth_level)`` names of wire values; level 0 (none given) reads "none"."""
+        names = self._auth_names.get(auth)
+        if names is None:
+            at, al = auth
+            cat = self.catalog
+            names = (cat.auth_type_short(at), cat.auth_level_name(al) if al else "none")
+            self._auth_names[auth] = names
+        return names
 
     def count(self, name: str, n: int = 1) -> None:
         """Bumps a named counter (all counters appear in the summary record)."""

@@ -16,7 +16,7 @@ from rpcinspect.dcerpc.pdu import PFC_FIRST_FRAG, PFC_LAST_FRAG, Header
 from rpcinspect.records import BindRecord, CallRecord, ContextRecord
 
 if TYPE_CHECKING:
-    from rpcinspect.catalog import Catalog
+    from rpcinspect.catalog import Catalog, Interface
     from rpcinspect.runtime import Endpoints, Run
 
 __all__ = ["Association"]
@@ -26,9 +26,6 @@ _SERVER_PTYPES = frozenset((2, 3, 12, 13, 15, 17))
 _BTFN_PREFIX = "6cb71c2c-9812-4540-"
 _BTFN_BITS = ((0x1, "security_context_multiplexing"), (0x2, "keep_connection_on_orphan"))
 _NONE_AUTH = (0, 0)
-
-
-_ctx_records_memo: dict[tuple[object, ...], list[ContextRecord]] = {}
 
 
 def _context_records(
@@ -67,11 +64,12 @@ def _context_records(
 
 
 class _Context:
-    __slots__ = ("if_uuid", "if_version", "result", "syntax")
+    __slots__ = ("if_uuid", "if_version", "iface", "result", "syntax")
 
-    def __init__(self, if_uuid: str, if_version: str) -> None:
+    def __init__(self, if_uuid: str, if_version: str, iface: Interface | None) -> None:
         self.if_uuid = if_uuid
         self.if_version = if_version
+        self.iface = iface  # resolved once per bind, not per call
         self.result: int | None = None
         self.syntax: str | None = None
 
@@ -283,11 +281,10 @@ class Association:
 
     def _emit_call(self, call: _Call, status: str, fault: str | None, close_reason: str | None) -> None:
         run = self.run
-        cat = run.catalog
         ctx = self.contexts.get(call.ctx_id) if call.ctx_id is not None else None
         if ctx is not None:
             if_uuid, if_ver = ctx.if_uuid, ctx.if_version
-            iface = cat.interface(if_uuid, if_ver)
+            iface = ctx.iface
             source = "bind"
             if ctx.result is not None and ctx.result != 0 and status != "ok":
                 status = "rejected"
@@ -300,17 +297,17 @@ class Association:
         op = None
         if iface is not None and call.opnum is not None:
             op = iface.opnums.get(call.opnum)
-        at, al = call.auth if call.auth is not None else self.auth
+        auth_type, auth_level = run.auth_names(call.auth if call.auth is not None else self.auth)
         c, cp, s, sp = self._ep
         rtt = call.resp_ts - call.ts if call.resp_ts is not None and call.has_request else None
-        run.count("calls")
+        run.counters["calls"] += 1
         run.emit(
             CallRecord(
                 call.ts, call.req_frame, call.resp_frame, c, cp, s, sp, self.transport, self.named_pipe,
                 call.call_id, call.ctx_id, call.opnum, if_uuid, if_ver,
                 iface.name if iface is not None else None, op, source, call.obj,
-                cat.auth_type_short(at), cat.auth_level_name(al) if al else "none",
-                status, fault, rtt, call.req_stub, call.resp_stub, call.req_frags, call.resp_frags,
+                auth_type, auth_level, status, fault, rtt,
+                call.req_stub, call.resp_stub, call.req_frags, call.resp_frags,
                 ctx.syntax if ctx is not None else None, close_reason, self.assoc_group,
             )  # type: ignore[arg-type]
         )  # fmt: skip
@@ -332,7 +329,8 @@ class Association:
             if len(self.contexts) >= self.run.limits.max_contexts and item.ctx_id not in self.contexts:
                 self._anomaly("context_limit", "too many presentation contexts", frame, ts)
                 break
-            self.contexts[item.ctx_id] = _Context(item.if_uuid, item.if_version)
+            iface = self.run.catalog.interface(item.if_uuid, item.if_version)
+            self.contexts[item.ctx_id] = _Context(item.if_uuid, item.if_version, iface)
         if len(self.binds) >= self.run.limits.max_binds:
             old = self.binds.pop(next(iter(self.binds)))
             self._emit_bind(old, None, None, "no_response", None, "evicted")
@@ -403,15 +401,15 @@ class Association:
         results = ack.results if ack is not None else ()
         nak = status == "rejected" and ack is None
         key = (pb.body.contexts, results, nak)
-        ctxs = _ctx_records_memo.get(key)
+        memo = self.run.memo
+        ctxs = memo.get(key)
         if ctxs is None:
             ctxs = _context_records(self.run.catalog, pb.body.contexts, results, nak)
-            if len(_ctx_records_memo) >= 4096:
-                _ctx_records_memo.clear()
-            _ctx_records_memo[key] = ctxs
-        cat = self.run.catalog
+            if len(memo) >= 4096:
+                memo.clear()
+            memo[key] = ctxs
         c, cp, s, sp = self._ep
-        at, al = pb.auth
+        auth_type, auth_level = self.run.auth_names(pb.auth)
         self.run.count("binds")
         if close_reason:
             self.run.count(f"bind_{close_reason}")
@@ -433,8 +431,8 @@ class Association:
                 pb.body.max_xmit,
                 pb.body.max_recv,
                 ack.sec_addr if ack else None,
-                cat.auth_type_short(at),
-                cat.auth_level_name(al) if al else "none",
+                auth_type,
+                auth_level,
                 pb.header_sign,
                 nak_reason,
                 ctxs,

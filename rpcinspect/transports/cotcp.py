@@ -25,6 +25,7 @@ CO_HEADER_LEN: Final = 16
 _EMPTY = b""
 _HDR_LE = struct.Struct("<HHI").unpack_from
 _HDR_BE = struct.Struct(">HHI").unpack_from
+_new_header = tuple.__new__  # skips NamedTuple's Python-level __new__ on the hot path
 
 
 class Header(NamedTuple):
@@ -66,7 +67,7 @@ def header(buf: bytes, off: int) -> Header:
     """Decodes a header that :func:`plausible` accepted."""
     little = bool(buf[off + 4] & 0x10)
     flen, alen, call_id = (_HDR_LE if little else _HDR_BE)(buf, off + 8)
-    return Header(buf[off + 1], buf[off + 2], buf[off + 3], little, flen, alen, call_id)
+    return _new_header(Header, (buf[off + 1], buf[off + 2], buf[off + 3], little, flen, alen, call_id))
 
 
 def find_header(data: bytes, start: int) -> int:
@@ -116,7 +117,20 @@ class CoFramer:
             self.sync[dirn] = True
         sink = self.sink
         while n - off >= 16:
-            flen = plausible(data, off)
+            # plausible() and header() inlined: this loop runs once per PDU
+            if (
+                data[off] != 5
+                or data[off + 1] > 1
+                or data[off + 2] > 20
+                or data[off + 4] & 0xEE
+                or data[off + 5] > 3
+            ):
+                flen = 0
+            else:
+                little = data[off + 4] & 0x10
+                flen, alen, call_id = (_HDR_LE if little else _HDR_BE)(data, off + 8)
+                if flen < 16 or (alen and flen < 24 + alen):
+                    flen = 0
             if not flen:
                 head = bytes(data[off : off + 4]).hex()
                 detail = f"implausible PDU header {head}; resynchronising"
@@ -131,7 +145,10 @@ class CoFramer:
                 continue
             if n - off < flen:
                 break
-            sink.pdu(dirn, data, off, header(data, off), frame, ts)
+            h = _new_header(
+                Header, (data[off + 1], data[off + 2], data[off + 3], bool(little), flen, alen, call_id)
+            )
+            sink.pdu(dirn, data, off, h, frame, ts)
             off += flen
         self.bufs[dirn] = data[off:] if off < n else _EMPTY
 
