@@ -153,6 +153,16 @@ def analyze(
         raise typer.Exit(EXIT_INPUT)
 
 
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the JSON Lines records (the versioned output contract)."""
+    import orjson
+
+    from rpcinspect.output.jsonschema import json_schema
+
+    sys.stdout.buffer.write(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
+
+
 def _progress(console: Console, files: list[Path], *, enabled: bool):  # type: ignore[no-untyped-def]
     """A rich progress bar over all input bytes, shown only on a terminal and for large inputs."""
     total = 0
