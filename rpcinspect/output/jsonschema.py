@@ -12,7 +12,14 @@ import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
 
-from rpcinspect.records import SCHEMA_VERSION, AnomalyRecord, BindRecord, CallRecord, ContextRecord, SummaryRecord
+from rpcinspect.records import (
+    SCHEMA_VERSION,
+    AnomalyRecord,
+    BindRecord,
+    CallRecord,
+    ContextRecord,
+    SummaryRecord,
+)
 
 __all__ = ["json_schema"]
 
