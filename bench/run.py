@@ -93,7 +93,8 @@ def main() -> None:
         t_ri, m_ri = min(r[0] for r in runs), max(r[1] for r in runs)
         speed = t_ts / t_ri
         verdict = "met" if speed >= target else "MISSED"
-        print(f"{name:16} {n:>10,} {f.stat().st_size / 1e6:>7.0f} {t_ts:>9.2f} {n / t_ts:>8,.0f} {m_ts:>7} "
+        size = f.stat().st_size / 1e6
+        print(f"{name:16} {n:>10,} {size:>7.0f} {t_ts:>9.2f} {n / t_ts:>8,.0f} {m_ts:>7} "
               f"{t_ri:>12.2f} {n / t_ri:>9,.0f} {m_ri:>7} {speed:>7.1f}x {target:>5.0f}x {verdict}")  # fmt: skip
     big = a.out / "big.pcap"
     if a.big_gb and big.exists():

@@ -160,7 +160,8 @@ def schema() -> None:
 
     from rpcinspect.output.jsonschema import json_schema
 
-    sys.stdout.buffer.write(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
+    opts = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
+    sys.stdout.buffer.write(orjson.dumps(json_schema(), option=opts))
 
 
 def _progress(console: Console, files: list[Path], *, enabled: bool):  # type: ignore[no-untyped-def]
