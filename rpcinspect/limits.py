@@ -33,6 +33,8 @@ class Limits:
     """Presentation contexts remembered per association (each bind adds at most 255)."""
     idle_timeout: float = 900.0
     """Capture seconds after which an idle connection is closed and its state freed."""
+    max_stub_bytes: int = 1 << 20
+    """Stub bytes kept per call and direction for a stub tap (argument decoding, endpoint mapper)."""
     max_anomalies_per_kind: int = 100
     """Anomaly records written per kind and file; counters keep the full count."""
 

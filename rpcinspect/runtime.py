@@ -11,15 +11,24 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rpcinspect.limits import DEFAULT_LIMITS, Limits
-from rpcinspect.records import AnomalyRecord, Record
+from rpcinspect.records import AnomalyRecord, CallRecord, Record
 
 if TYPE_CHECKING:
     from rpcinspect.catalog import Catalog
 
-__all__ = ["Endpoints", "Run"]
+__all__ = ["Endpoints", "Resolver", "Run", "StubTap"]
 
 Endpoints = tuple[str, int, str, int]
 """``(client, client_port, server, server_port)`` as text, for records."""
+
+Resolver = Callable[[str, str, int, "str | None"], "tuple[str, str, str] | None"]
+"""``(transport, server, server_port, named_pipe) -> (if_uuid, if_version, source)`` for calls
+whose presentation context was never bound in the capture (endpoint-mapper learning, well-known
+pipes, ``--decode-as``); ``source`` becomes the call's ``if_source``."""
+
+StubTap = Callable[["CallRecord", bytes, bytes], None]
+"""Receives a finished call with its request and response stub bytes (as on the wire: still
+encrypted at auth level privacy). Taps are registered per interface UUID and opnums."""
 
 
 class Run:
@@ -40,6 +49,13 @@ class Run:
         self._auth_names: dict[tuple[int, int], tuple[str, str]] = {}
         self.memo: dict[object, Any] = {}
         """Bounded per-run memo for derived values that depend on the catalog (bind contexts)."""
+        self.resolver: Resolver | None = None
+        self.stub_taps: dict[str, tuple[frozenset[int] | None, StubTap]] = {}
+        """if_uuid -> (opnums wanted, or None for all; tap). Only these calls keep stub bytes."""
+
+    def add_stub_tap(self, if_uuid: str, opnums: frozenset[int] | None, tap: StubTap) -> None:
+        """Asks the associations to keep the stubs of these calls (bounded) and hand them to *tap*."""
+        self.stub_taps[if_uuid] = (opnums, tap)
 
     def auth_names(self, auth: tuple[int, int]) -> tuple[str, str]:
         """``(auth_type, auth_level)`` names of wire values; level 0 (none given) reads "none"."""

@@ -296,3 +296,34 @@ def test_all_connection_oriented_pdu_types_are_accepted(tmp_path: Path) -> None:
         assert s.counters.get(name) == 1, name
     kinds = [r.pdu for r in recs if isinstance(r, BindRecord)]
     assert kinds == ["bind", "alter_context"]
+
+
+def test_stub_tap_and_resolver_hooks(tmp_path: Path) -> None:
+    """The extension points later stages use: stub bytes of chosen calls, interfaces for unbound calls."""
+    from rpcinspect.catalog import load_catalog
+    from rpcinspect.dcerpc.association import Association
+    from rpcinspect.runtime import Run
+    from rpcinspect.transports.cotcp import header
+
+    out: list = []
+    run = Run(load_catalog(), out.append)
+    seen: list[tuple[int, bytes, bytes]] = []
+    run.add_stub_tap(b.SAMR, frozenset({64}), lambda rec, q, r: seen.append((rec.opnum, q, r)))
+    run.resolver = lambda transport, server, port, pipe: (b.EPM, "3.0", "epm") if port == 49999 else None
+    ep = ("10.0.0.1", 40000, "10.0.0.2", 49154)
+    assoc = Association(run, "ncacn_ip_tcp", ep)
+    for dirn, raw in (
+        (0, b.bind(1, [(0, b.SAMR, 1)])),
+        (1, b.bind_ack(1, 1)),
+        (0, b.request(2, 64, b"REQ-STUB")),
+        (1, b.response(2, b"RESPONSE")),
+        (0, b.request(3, 65, b"other")),
+        (1, b.response(3, b"other")),
+    ):
+        assoc.pdu(dirn, raw, 0, header(raw, 0), 1, 1.0)
+    assert seen == [(64, b"REQ-STUB", b"RESPONSE")]
+    unbound = Association(run, "ncacn_ip_tcp", ("10.0.0.1", 40001, "10.0.0.2", 49999))
+    for dirn, raw in ((0, b.request(5, 3)), (1, b.response(5))):
+        unbound.pdu(dirn, raw, 0, header(raw, 0), 2, 2.0)
+    call = [r for r in out if isinstance(r, CallRecord)][-1]
+    assert (call.interface, call.operation, call.if_source) == ("epm", "ept_map", "epm")

@@ -17,7 +17,7 @@ from rpcinspect.records import BindRecord, CallRecord, ContextRecord
 
 if TYPE_CHECKING:
     from rpcinspect.catalog import Catalog, Interface
-    from rpcinspect.runtime import Endpoints, Run
+    from rpcinspect.runtime import Endpoints, Run, StubTap
 
 __all__ = ["Association"]
 
@@ -89,7 +89,10 @@ class _Call:
         "resp_frags",
         "resp_frame",
         "resp_stub",
+        "req_bytes",
+        "resp_bytes",
         "resp_ts",
+        "tap",
         "ts",
     )  # fmt: skip
 
@@ -109,6 +112,9 @@ class _Call:
         self.auth: tuple[int, int] | None = None
         self.resp_ts: float | None = None
         self.has_request = False
+        self.tap: StubTap | None = None  # set when a stub tap wants this call's bytes
+        self.req_bytes: bytearray | None = None
+        self.resp_bytes: bytearray | None = None
 
 
 class _PendingBind:
@@ -233,8 +239,13 @@ class Association:
             tr = pdu.auth_trailer(buf, off, h) if h.auth_len else None
             call.auth = (tr.auth_type, tr.auth_level) if tr is not None else None
             calls[h.call_id] = call
+            if self.run.stub_taps:
+                self._want_stubs(call)
         call.req_frags += 1
         call.req_stub += stub
+        if call.req_bytes is not None:
+            start = off + 24 + (16 if h.flags & pdu.PFC_OBJECT_UUID else 0)
+            self._keep(call.req_bytes, buf, start, stub)
         if h.flags & PFC_LAST_FRAG:
             call.req_frame = frame
 
@@ -246,6 +257,8 @@ class Association:
         call = self._answered_call(h.call_id, f[0], frame, ts)
         call.resp_frags += 1
         call.resp_stub += f[1]
+        if call.resp_bytes is not None:
+            self._keep(call.resp_bytes, buf, off + 24, f[1])
         if h.flags & PFC_LAST_FRAG:
             call.resp_frame = frame
             call.resp_ts = ts
@@ -270,6 +283,34 @@ class Association:
         del self.calls[h.call_id]
         self._emit_call(call, "fault", name, None)
 
+    def _want_stubs(self, call: _Call) -> None:
+        """Marks *call* for stub capture if a tap asked for its interface and opnum."""
+        uuid = self._interface_of(call)[0]
+        want = self.run.stub_taps.get(uuid) if uuid is not None else None
+        if want is not None and (want[0] is None or call.opnum in want[0]):
+            call.tap = want[1]
+            call.req_bytes = bytearray()
+            call.resp_bytes = bytearray()
+
+    def _keep(self, into: bytearray, buf: bytes, start: int, n: int) -> None:
+        room = self.run.limits.max_stub_bytes - len(into)
+        if n > room:
+            self.run.count("stub_bytes_clipped")
+            n = max(room, 0)
+        into += buf[start : start + n]
+
+    def _interface_of(self, call: _Call) -> tuple[str | None, str | None, str, _Context | None]:
+        """``(if_uuid, if_version, if_source, context)`` of a call: its bind, else the resolver."""
+        ctx = self.contexts.get(call.ctx_id) if call.ctx_id is not None else None
+        if ctx is not None:
+            return ctx.if_uuid, ctx.if_version, "bind", ctx
+        resolver = self.run.resolver
+        if resolver is not None:
+            found = resolver(self.transport, self._ep[2], self._ep[3], self.named_pipe)
+            if found is not None:
+                return found[0], found[1], found[2], None
+        return None, None, "unknown", None
+
     def _answered_call(self, call_id: int, ctx_id: int, frame: int, ts: float) -> _Call:
         call = self.calls.get(call_id)
         if call is None:
@@ -289,9 +330,8 @@ class Association:
             if ctx.result is not None and ctx.result != 0 and status != "ok":
                 status = "rejected"
         else:
-            if_uuid = if_ver = None
-            iface = None
-            source = "unknown"
+            if_uuid, if_ver, source, _ = self._interface_of(call)
+            iface = run.catalog.interface(if_uuid, if_ver) if if_uuid is not None else None
             if self._rejected_all and status != "ok":
                 status = "rejected"
         op = None
@@ -301,16 +341,17 @@ class Association:
         c, cp, s, sp = self._ep
         rtt = call.resp_ts - call.ts if call.resp_ts is not None and call.has_request else None
         run.counters["calls"] += 1
-        run.emit(
-            CallRecord(
-                call.ts, call.req_frame, call.resp_frame, c, cp, s, sp, self.transport, self.named_pipe,
-                call.call_id, call.ctx_id, call.opnum, if_uuid, if_ver,
-                iface.name if iface is not None else None, op, source, call.obj,
-                auth_type, auth_level, status, fault, rtt,
-                call.req_stub, call.resp_stub, call.req_frags, call.resp_frags,
-                ctx.syntax if ctx is not None else None, close_reason, self.assoc_group,
-            )  # type: ignore[arg-type]
-        )  # fmt: skip
+        rec = CallRecord(
+            call.ts, call.req_frame, call.resp_frame, c, cp, s, sp, self.transport, self.named_pipe,
+            call.call_id, call.ctx_id, call.opnum, if_uuid, if_ver,
+            iface.name if iface is not None else None, op, source, call.obj,
+            auth_type, auth_level, status, fault, rtt,
+            call.req_stub, call.resp_stub, call.req_frags, call.resp_frags,
+            ctx.syntax if ctx is not None else None, close_reason, self.assoc_group,
+        )  # type: ignore[arg-type]  # fmt: skip
+        run.emit(rec)
+        if call.tap is not None:
+            call.tap(rec, bytes(call.req_bytes or b""), bytes(call.resp_bytes or b""))
 
     # -- binds -----------------------------------------------------------------------------------
     def _bind(self, buf: bytes, off: int, h: Header, frame: int, ts: float) -> None:
