@@ -12,11 +12,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from rpcinspect.auth.decrypt import Secret
 from rpcinspect.capture.link import LINKTYPE_NAMES, SUPPORTED_LINKTYPES, decode
 from rpcinspect.catalog import Catalog, load_catalog
 from rpcinspect.dcerpc.attach import TcpSelector
+from rpcinspect.dcerpc.epm import EndpointMapper
+from rpcinspect.dcerpc.resolve import Resolver, parse_decode_as
 from rpcinspect.errors import InputError
 from rpcinspect.flows.tcp import TcpTable
+from rpcinspect.flows.udp import UdpTable
 from rpcinspect.limits import DEFAULT_LIMITS, Limits
 from rpcinspect.records import Record, SummaryRecord
 from rpcinspect.runtime import Run
@@ -35,14 +39,23 @@ def analyze(
     limits: Limits = DEFAULT_LIMITS,
     progress: Progress | None = None,
     prefilter: bool = True,
+    decode_as: Iterable[str] = (),
+    secrets: list[Secret] | None = None,
 ) -> Iterator[Record]:
     """Decodes every capture in *paths*, in order; yields records, then one summary record.
 
     *prefilter* lets libpcap drop packets that cannot be DCE/RPC before Python sees them (when
     the C extension is built and the file is not compressed); the records are the same either way.
+
+    *decode_as* holds ``HOST:PORT=UUID[:VERSION]`` / ``PIPE=UUID[:VERSION]`` rules naming calls whose
+    bind is not in the capture (before endpoint-mapper learning and well-known pipes); a bad rule
+    raises :class:`~rpcinspect.errors.ConfigError` before anything is read.
     """
     out: list[Record] = []
     run = Run(catalog or load_catalog(), out.append, limits=limits)
+    run.secrets = secrets or None
+    rules = parse_decode_as(decode_as, run.catalog)
+    run.resolver = Resolver(run.catalog, rules, EndpointMapper(run))
     started = time.perf_counter()
     files: list[str] = []
     errors: list[str] = []
@@ -56,6 +69,7 @@ def analyze(
             errors.append(str(exc))
             continue
         table = TcpTable(run, TcpSelector(run))
+        udp = UdpTable(run)
         last_frame, last_ts, max_ts = 0, 0.0, 0.0
         bad_links: set[int] = set()
         seen = 0
@@ -71,8 +85,11 @@ def analyze(
                 last_frame, last_ts = frame, ts
                 if ts > max_ts:
                     max_ts = ts
-                if seg is not None and seg[0] == 6:
-                    table.segment(seg, frame, ts)
+                if seg is not None:
+                    if seg[0] == 6:
+                        table.segment(seg, frame, ts)
+                    else:
+                        udp.datagram(seg, frame, ts)
                 if out:
                     yield from out
                     out.clear()
@@ -80,6 +97,8 @@ def analyze(
                     progress(str(path), reader.bytes_read)
             table.expire(max(max_ts, reader.last_ts), last_frame)
             table.close_all("end_of_capture", last_frame, last_ts)
+            udp.expire(max(max_ts, reader.last_ts), last_frame)
+            udp.close_all("end_of_capture")
             frames += reader.frames
             nbytes += reader.bytes_read
             if progress is not None:

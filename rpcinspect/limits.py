@@ -35,6 +35,12 @@ class Limits:
     """Capture seconds after which an idle connection is closed and its state freed."""
     max_stub_bytes: int = 1 << 20
     """Stub bytes kept per call and direction for a stub tap (argument decoding, endpoint mapper)."""
+    max_smb_message: int = 8 << 20
+    """Bytes buffered for one SMB message (per direction); a longer one is skipped (``smb_limit``)."""
+    max_smb_pipes: int = 1024
+    """Open named pipes per SMB connection (also trees and sessions); past it the oldest is evicted."""
+    max_smb_pending: int = 4096
+    """SMB requests awaiting their response per connection; past it the oldest is forgotten."""
     max_anomalies_per_kind: int = 100
     """Anomaly records written per kind and file; counters keep the full count."""
 

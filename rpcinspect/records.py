@@ -19,14 +19,16 @@ from typing import Literal
 __all__ = [
     "SCHEMA_VERSION",
     "AnomalyRecord",
+    "BindAuth",
     "BindRecord",
     "CallRecord",
     "ContextRecord",
+    "EndpointRecord",
     "Record",
     "SummaryRecord",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 CallStatus = Literal["ok", "fault", "rejected", "no_response"]
 
@@ -65,8 +67,86 @@ class CallRecord:
     ndr: str | None
     close_reason: str | None
     assoc_group: int | None
+    activity_uuid: str | None = None
+    user: str | None = None
+    auth_source: Literal["rpc", "smb", "none"] = "none"
+    signed: bool = False
+    sealed: bool = False
+    stub_encrypted: bool = False
+    decrypted: bool = False
+    sec_vt: bool = False
     record: Literal["call"] = "call"
     schema: int = SCHEMA_VERSION
+
+
+@dataclass
+class NtlmAuth:
+    """NTLMSSP (MS-NLMP) seen across a negotiation's legs."""
+
+    messages: list[str]
+    user: str | None = None
+    domain: str | None = None
+    workstation: str | None = None
+    version: Literal["v1", "v2", "lm", "anonymous"] | None = None
+    flags: list[str] = field(default_factory=list)
+    mic: bool = False
+    target_name: str | None = None
+    nb_computer: str | None = None
+    nb_domain: str | None = None
+    dns_computer: str | None = None
+    dns_domain: str | None = None
+    dns_tree: str | None = None
+    timestamp: float | None = None
+
+
+@dataclass
+class KerberosAuth:
+    """Kerberos AP exchange (RFC 4120) seen across a negotiation's legs."""
+
+    messages: list[str]
+    realm: str | None = None
+    sname: str | None = None
+    ticket_etype: str | None = None
+    authenticator_etype: str | None = None
+    ap_rep_etype: str | None = None
+    mutual: bool | None = None
+    error: int | None = None
+
+
+@dataclass
+class SpnegoAuth:
+    """SPNEGO (RFC 4178): mechanisms the client offered and the one the server chose."""
+
+    offered: list[str]
+    chosen: str | None = None
+    state: str | None = None
+
+
+@dataclass
+class NetlogonAuth:
+    """Netlogon secure channel NL_AUTH_MESSAGE (MS-NRPC 2.2.1.3.1)."""
+
+    messages: list[str]
+    flags: list[str] = field(default_factory=list)
+    domain: str | None = None
+    computer: str | None = None
+    dns_domain: str | None = None
+    dns_computer: str | None = None
+
+
+@dataclass
+class BindAuth:
+    """The security context a bind or alter_context negotiated, filled across its legs."""
+
+    mechanism: str
+    auth_ctx_id: int
+    legs: list[str]
+    complete: bool
+    ntlm: NtlmAuth | None = None
+    kerberos: KerberosAuth | None = None
+    spnego: SpnegoAuth | None = None
+    netlogon: NetlogonAuth | None = None
+    problems: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -109,7 +189,26 @@ class BindRecord:
     header_sign: bool
     nak_reason: str | None
     contexts: list[ContextRecord]
+    auth: BindAuth | None = None
     record: Literal["bind"] = "bind"
+    schema: int = SCHEMA_VERSION
+
+
+@dataclass
+class EndpointRecord:
+    """An endpoint a server offers, learned from an endpoint-mapper answer (once per new mapping)."""
+
+    ts: float
+    frame: int
+    server: str
+    port: int | None
+    pipe: str | None
+    protocol: str
+    if_uuid: str
+    if_version: str
+    interface: str | None
+    source: Literal["ept_map", "ept_lookup"]
+    record: Literal["endpoint"] = "endpoint"
     schema: int = SCHEMA_VERSION
 
 
@@ -146,4 +245,4 @@ class SummaryRecord:
     schema: int = SCHEMA_VERSION
 
 
-Record = CallRecord | BindRecord | AnomalyRecord | SummaryRecord
+Record = CallRecord | BindRecord | EndpointRecord | AnomalyRecord | SummaryRecord

@@ -22,9 +22,9 @@ pkt, integrity, privacy -- of the call's security context (a connect-level
 call carries no verifier; its level comes from the bind).  An ept_map/ept_lookup
 on the anonymous EPM connection (TCP 135) is a call of its own at level none.
 
-First wave: ncacn_ip_tcp captures are asserted strictly; named-pipe captures
-(ncacn_np, including the SMB3-encrypted ones whose expectation is "no call
-visible without keys") are xfail until issue 3.
+Every capture is asserted strictly, named-pipe ones (ncacn_np) included; the
+SMB3-encrypted ones show no call without keys, and their encrypted session
+must be reported (counter and anomaly ``smb_encrypted``) rather than dropped.
 """
 
 from __future__ import annotations
@@ -585,13 +585,7 @@ EXPECTED: dict[str, Exp] = {
 
 
 def _params() -> list:
-    out = []
-    for name, exp in EXPECTED.items():
-        marks = []
-        if exp.transport.startswith("ncacn_np"):
-            marks.append(pytest.mark.xfail(reason="ncacn_np: issue 3", strict=False))
-        out.append(pytest.param(name, marks=marks, id=name))
-    return out
+    return [pytest.param(name, id=name) for name in EXPECTED]
 
 
 @cache
@@ -632,17 +626,30 @@ def diff_message(got: collections.Counter, want: collections.Counter) -> str:
     return "\n".join(lines)
 
 
+# The lab tools (and this table) name MS-DFSNM by its IDL interface name, netdfs; the catalog
+# (dissectors/interfaces/dfsnm.toml) by its spec short name. Same UUID, checked below.
+CATALOG_NAMES = {"netdfs": "dfsnm"}
+
+
+def _catalog_counter(c: collections.Counter) -> collections.Counter:
+    out: collections.Counter = collections.Counter()
+    for (iface, op, level, status), n in c.items():
+        out[(CATALOG_NAMES.get(iface, iface), op, level, status)] += n
+    return out
+
+
 def check_records(name: str, records, exp: Exp) -> None:
     got = call_counter(records)
-    want = exp.counter()
+    want = _catalog_counter(exp.counter())
     assert got == want, diff_message(got, want)
     for r in records:
         if r.get("record") != "call":
             continue
-        key = (r["interface"], r["operation"])
+        table_name = {v: k for k, v in CATALOG_NAMES.items()}.get(r["interface"], r["interface"])
+        key = (table_name, r["operation"])
         where = f"{name} frame {r.get('req_frame')}: {key}"
         assert r.get("opnum") == OPNUMS[key], f"{where}: opnum {r.get('opnum')}"
-        assert str(r.get("if_uuid", "")).lower() == IF_UUIDS[r["interface"]], (
+        assert str(r.get("if_uuid", "")).lower() == IF_UUIDS[table_name], (
             f"{where}: if_uuid {r.get('if_uuid')}"
         )
         on_pipe = exp.transport.startswith("ncacn_np") and r["interface"] != "epm"
@@ -660,6 +667,13 @@ def check_records(name: str, records, exp: Exp) -> None:
             assert r.get("fault"), f"{where}: fault status without a fault code"
         else:
             assert not r.get("fault"), f"{where}: fault {r.get('fault')!r} on a {r['status']} call"
+    if exp.transport == "ncacn_np-smb3-encrypted":
+        summary = next(r for r in records if r.get("record") == "summary")
+        assert summary["counters"].get("smb_encrypted", 0) >= 1, f"{name}: encrypted session not counted"
+        assert summary["counters"].get("smb_encrypted_messages", 0) > 0, f"{name}: no encrypted messages"
+        assert any(r.get("record") == "anomaly" and r.get("kind") == "smb_encrypted" for r in records), (
+            f"{name}: no smb_encrypted anomaly record"
+        )
     for iface in exp.rejected_binds:
         uuid = IF_UUIDS[iface]
         hits = [r for r in records if r.get("record") == "bind" and uuid in json.dumps(r).lower()]

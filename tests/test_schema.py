@@ -22,6 +22,7 @@ from rpcinspect.records import (
     BindRecord,
     CallRecord,
     ContextRecord,
+    EndpointRecord,
     SummaryRecord,
 )
 
@@ -71,7 +72,7 @@ def test_docs_describe_every_field() -> None:
     doc = (REPO / "docs" / "schema.md").read_text()
     assert f"version {SCHEMA_VERSION}" in doc
     documented = set(re.findall(r"`([a-z_]+)`", doc))
-    for cls in (CallRecord, BindRecord, ContextRecord, AnomalyRecord, SummaryRecord):
+    for cls in (CallRecord, BindRecord, ContextRecord, EndpointRecord, AnomalyRecord, SummaryRecord):
         for f in dataclasses.fields(cls):
             assert f.name in documented, f"{cls.__name__}.{f.name} is not documented in docs/schema.md"
 

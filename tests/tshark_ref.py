@@ -2,7 +2,9 @@
 
 Wireshark does not print an interface UUID on a request, so the reference interface is taken
 the way Wireshark itself finds it: from the bind/alter_context items tshark decoded earlier on
-the same TCP stream with the same context id. Only requests whose last fragment is in the frame
+the same TCP stream with the same context id. Over SMB the reference pipe name is the file
+tshark names on the request's SMB2 file id ("GUID handle File: NAME") or SMB1 fid (``smb.file``),
+normalised like rpcinspect's ``named_pipe``. Only requests whose last fragment is in the frame
 count (that is where tshark reports the reassembled call, and where rpcinspect puts
 ``req_frame``).
 """
@@ -27,6 +29,48 @@ class TsharkRequest:
     if_uuid: str | None
     over_smb: bool
     over_udp: bool
+    pipe: str | None = None
+
+
+def _normalise_pipe(name: str) -> str:
+    n = name.replace("/", "\\").strip("\x00").lstrip("\\").lower()
+    return n[5:].lstrip("\\") if n.startswith("pipe\\") else n
+
+
+def _smb_fid(node: object) -> str | None:
+    """The first SMB2 or SMB1 file id under an smb/smb2/smb_pipe layer."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k in ("smb2.fid", "smb.fid") and isinstance(v, str):
+                return v
+            found = _smb_fid(v)
+            if found is not None:
+                return found
+    elif isinstance(node, list):
+        for v in node:
+            found = _smb_fid(v)
+            if found is not None:
+                return found
+    return None
+
+
+def _smb_file(node: object) -> str | None:
+    """The file name tshark attaches to a file id anywhere under an smb/smb2 layer."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k.startswith("GUID handle File: "):
+                return k[len("GUID handle File: ") :]
+            if k == "smb.file" and isinstance(v, str):
+                return v
+            found = _smb_file(v)
+            if found is not None:
+                return found
+    elif isinstance(node, list):
+        for v in node:
+            found = _smb_file(v)
+            if found is not None:
+                return found
+    return None
 
 
 def have_tshark() -> bool:
@@ -43,7 +87,7 @@ def tshark_requests(path: Path, timeout: float = 600) -> list[TsharkRequest]:
     """Every DCE/RPC request tshark decodes in *path* (any transport; flags say which)."""
     proc = subprocess.run(
         ["tshark", "-n", "-r", str(path), "-Y", "dcerpc", "-T", "json", "--no-duplicate-keys",
-         "-J", "frame tcp dcerpc"],
+         "-J", "frame tcp dcerpc smb smb2 smb_pipe"],
         capture_output=True, timeout=timeout, check=False,
     )  # fmt: skip
     if not proc.stdout.strip():
@@ -59,6 +103,13 @@ def tshark_requests(path: Path, timeout: float = 600) -> list[TsharkRequest]:
         over_udp = ":udp:" in protos
         tcp = _as_list(layers.get("tcp"))
         stream = tcp[0].get("tcp.stream", "?") if tcp else "udp"
+        pipe = None
+        if over_smb:
+            smb = [layers.get("smb2"), layers.get("smb_pipe"), layers.get("smb")]
+            name = _smb_file(smb)
+            pipe = _normalise_pipe(name) if name else None
+            # binds are per pipe (file id), not per TCP stream: one SMB connection carries many
+            stream = f"{stream}/{_smb_fid(smb)}"
         for pdu in _as_list(layers.get("dcerpc")):
             ptype = pdu.get("dcerpc.pkt_type")
             if ptype in ("11", "14"):
@@ -83,6 +134,8 @@ def tshark_requests(path: Path, timeout: float = 600) -> list[TsharkRequest]:
                     call_id = int(pdu.get("dcerpc.cn_call_id", -1))
                 if last and "dcerpc.opnum" in pdu:
                     out.append(
-                        TsharkRequest(frame, int(pdu["dcerpc.opnum"]), ctx, call_id, uuid, over_smb, over_udp)
+                        TsharkRequest(
+                            frame, int(pdu["dcerpc.opnum"]), ctx, call_id, uuid, over_smb, over_udp, pipe
+                        )
                     )
     return out

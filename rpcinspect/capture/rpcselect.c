@@ -198,6 +198,19 @@ rpcsel_match(rpcsel_t *s, int dlt, const unsigned char *d, uint32_t n)
             }
             return 0;
         }
+        /* RPC over HTTP (ncacn_http): an RPC_IN_DATA / RPC_OUT_DATA request line learns the server
+         * port, the ncacn_http/1.0 banner (sent by the server) too; same test as http.is_http_rpc(). */
+        if ((plen >= 12 && memcmp(d + p, "RPC_IN_DATA ", 12) == 0)
+            || (plen >= 13 && memcmp(d + p, "RPC_OUT_DATA ", 13) == 0)) {
+            rpcsel_set(s->tcp, dport);
+            s->learned++;
+            return 1;
+        }
+        if (plen >= 14 && memcmp(d + p, "ncacn_http/1.0", 14) == 0) {
+            rpcsel_set(s->tcp, sport);
+            s->learned++;
+            return 1;
+        }
         if (plen > 0 && plen < 16) {
             uint64_t k = stream_key(src, dst, alen, sport, dport);
             rpcsel_start_t *e = &s->starts[k & (RPCSEL_STARTS - 1)];

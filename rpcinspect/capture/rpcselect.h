@@ -5,7 +5,8 @@
  * reveals a new one: its payload starts with a plausible connection-oriented PDU header (the
  * server port is the destination of a client PDU type, the source of a server one), or it is the
  * first data segment of a stream (SYN seen) and too short to hold a header, so the header may be
- * split across segments. Ports are learned the moment they are seen, so the packets right after
+ * split across segments, or it starts RPC over HTTP (an RPC_IN_DATA / RPC_OUT_DATA request line,
+ * or the ncacn_http/1.0 banner). Ports are learned the moment they are seen, so the packets right after
  * the first PDU of a new endpoint are not lost, which a BPF program compiled per batch cannot do.
  * Pure ACKs (no payload, no SYN/FIN/RST) on known ports are dropped: they cannot carry RPC.
  * Anything the parser cannot judge (IP fragments, IPv6 extension headers, unknown link types)

@@ -92,6 +92,42 @@ def analyze(
             "(same records; much faster on mixed traffic). --no-prefilter reads every packet in Python."
         ),
     ] = True,
+    decode_as: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--decode-as",
+            metavar="HOST:PORT=UUID[:VER] | PIPE=UUID[:VER]",
+            help="Name calls whose bind is not in the capture: the interface (UUID or catalog name, "
+            "e.g. samr) on a server port (HOST may be *) or a named pipe. Repeatable; wins over "
+            "endpoint-mapper learning and well-known pipes.",
+        ),
+    ] = None,
+    password: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--password",
+            metavar="[PRINCIPAL%]PASSWORD",
+            help="Decrypt NTLM-sealed stubs of sessions this password opens (optionally only for "
+            "PRINCIPAL, user or DOMAIN\\user). Repeatable. Also RPCINSPECT_PASSWORD. Never written out.",
+        ),
+    ] = None,
+    nt_hash: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--nt-hash",
+            metavar="[PRINCIPAL%]HASH",
+            help="Like --password, with the NT hash (32 hex digits). Repeatable. Also RPCINSPECT_NT_HASH.",
+        ),
+    ] = None,
+    secrets_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--secrets-file",
+            help="Read secrets from a file, one 'password:[PRINCIPAL%]PASSWORD' or "
+            "'nt_hash:[PRINCIPAL%]HASH' per line (keeps them out of the process list).",
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Decode capture files into RPC call and bind records (requests paired with responses).
 
@@ -100,12 +136,28 @@ def analyze(
     Exit codes: 0 ok, 2 usage, 3 an input could not be read completely (its decoded records are
     still written), 70 internal error, 130 interrupted.
     """
+    from rpcinspect.catalog import load_catalog
+    from rpcinspect.dcerpc.resolve import parse_decode_as
     from rpcinspect.engine import analyze as run_analyze
     from rpcinspect.output.console import Stats, render
     from rpcinspect.output.writers import make_writer
     from rpcinspect.records import SummaryRecord
 
     err = Console(stderr=True)
+    catalog = load_catalog()
+    rules = decode_as or []
+    try:
+        parse_decode_as(rules, catalog)
+    except RpcInspectError as exc:
+        err.print(f"[red]usage error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    from rpcinspect.auth.decrypt import load_secrets
+
+    try:
+        secrets = load_secrets(password or [], nt_hash or [], secrets_file) or None
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]usage error:[/] secrets: {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE) from None
     stats = Stats()
     stream: IO[bytes] | None = None
     writer = None
@@ -121,7 +173,14 @@ def analyze(
     progress_cb, progress_done = _progress(err, files, enabled=not quiet and err.is_terminal)
     try:
         write = writer.write if writer is not None else None
-        for rec in run_analyze(files, progress=progress_cb, prefilter=prefilter):
+        for rec in run_analyze(
+            files,
+            catalog=catalog,
+            progress=progress_cb,
+            prefilter=prefilter,
+            decode_as=rules,
+            secrets=secrets,
+        ):
             if show_summary or isinstance(rec, SummaryRecord):
                 stats.write(rec)
             if write is not None:

@@ -9,11 +9,23 @@ closes, or when a limit evicts it (``close_reason`` says which).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import dataclasses
+from typing import TYPE_CHECKING, Any
 
+from rpcinspect.auth import SEC_VT_MAGIC, parse_value
+from rpcinspect.auth.decrypt import NtlmSealer, ntlm_sealer
 from rpcinspect.dcerpc import pdu
 from rpcinspect.dcerpc.pdu import PFC_FIRST_FRAG, PFC_LAST_FRAG, Header
-from rpcinspect.records import BindRecord, CallRecord, ContextRecord
+from rpcinspect.records import (
+    BindAuth,
+    BindRecord,
+    CallRecord,
+    ContextRecord,
+    KerberosAuth,
+    NetlogonAuth,
+    NtlmAuth,
+    SpnegoAuth,
+)
 
 if TYPE_CHECKING:
     from rpcinspect.catalog import Catalog, Interface
@@ -26,6 +38,11 @@ _SERVER_PTYPES = frozenset((2, 3, 12, 13, 15, 17))
 _BTFN_PREFIX = "6cb71c2c-9812-4540-"
 _BTFN_BITS = ((0x1, "security_context_multiplexing"), (0x2, "keep_connection_on_orphan"))
 _NONE_AUTH = (0, 0)
+_MAX_AUTH_CTXS = 16
+_LEG_NAMES = {11: "bind", 12: "bind_ack", 14: "alter_context", 15: "alter_context_resp", 16: "auth3"}
+_NTLM_KEYS = frozenset(f.name for f in dataclasses.fields(NtlmAuth))
+_KRB_KEYS = frozenset(f.name for f in dataclasses.fields(KerberosAuth))
+_NL_KEYS = frozenset(f.name for f in dataclasses.fields(NetlogonAuth))
 
 
 def _context_records(
@@ -79,6 +96,7 @@ class _Call:
         "auth",
         "call_id",
         "ctx_id",
+        "decrypted",
         "first_frame",
         "has_request",
         "obj",
@@ -92,6 +110,7 @@ class _Call:
         "resp_frame",
         "resp_stub",
         "resp_ts",
+        "sec_vt",
         "tap",
         "ts",
     )  # fmt: skip
@@ -109,7 +128,9 @@ class _Call:
         self.resp_stub = 0
         self.req_frags = 0
         self.resp_frags = 0
-        self.auth: tuple[int, int] | None = None
+        self.auth: tuple[int, int, int] | None = None  # the request's verifier: (type, level, auth ctx)
+        self.sec_vt = False
+        self.decrypted = False
         self.resp_ts: float | None = None
         self.has_request = False
         self.tap: StubTap | None = None  # set when a stub tap wants this call's bytes
@@ -117,8 +138,82 @@ class _Call:
         self.resp_bytes: bytearray | None = None
 
 
+class _AuthCtx:
+    """One security context (sec_trailer auth_context_id) across its legs."""
+
+    __slots__ = (
+        "auth_level", "auth_type", "complete", "ctx_id", "info", "legs", "problems", "sealer", "user",
+    )  # fmt: skip
+
+    def __init__(self, ctx_id: int, auth_type: int, auth_level: int) -> None:
+        self.ctx_id = ctx_id
+        self.auth_type = auth_type
+        self.auth_level = auth_level
+        self.legs: list[str] = []
+        self.info: dict[str, dict[str, Any]] = {}
+        self.problems: list[str] = []
+        self.complete = False
+        self.user: str | None = None
+        self.sealer: NtlmSealer | None = None  # set when a given secret opens this context
+
+    def merge(self, parsed: dict[str, dict[str, Any]], server: bool) -> None:
+        for mech, fields in parsed.items():
+            into = self.info.setdefault(mech, {})
+            msgs = into.setdefault("messages", [])
+            if "message" in fields and len(msgs) < 8:
+                msgs.append(fields["message"])
+            for k, v in fields.items():
+                if v is not None and k != "message":
+                    into[k] = v
+        ntlm = self.info.get("ntlm")
+        if ntlm is not None and "authenticate" in ntlm["messages"]:
+            self.complete = True
+            if ntlm.get("version") != "anonymous" and ntlm.get("user"):
+                dom = ntlm.get("domain")
+                self.user = f"{dom}\\{ntlm['user']}" if dom else ntlm["user"]
+        sp = self.info.get("spnego")
+        krb = self.info.get("kerberos")
+        if sp is not None:
+            if sp.get("state") == "accept_completed":
+                self.complete = True
+        elif krb is not None and ("ap_rep" in krb["messages"] or (server and krb.get("mutual") is False)):
+            self.complete = True
+        nl = self.info.get("netlogon")
+        if nl is not None:
+            if "negotiate_response" in nl["messages"]:
+                self.complete = True
+            if nl.get("computer"):
+                dom = nl.get("domain")
+                comp = nl["computer"] + "$"
+                self.user = f"{dom}\\{comp}" if dom else comp
+        if server and not parsed and self.auth_type not in (9, 10, 16, 68):
+            self.complete = True  # a mechanism we do not read: the server's answer ends it
+
+    def record(self, mechanism: str) -> BindAuth:
+        """A snapshot for a bind record (the context keeps changing as legs arrive)."""
+        i = self.info
+
+        def pick(mech: str, keys: frozenset[str]) -> dict[str, Any]:
+            d = {k: v for k, v in i[mech].items() if k in keys}
+            d["messages"] = list(d.get("messages", ()))
+            return d
+
+        sp = i.get("spnego")
+        return BindAuth(
+            mechanism,
+            self.ctx_id,
+            list(self.legs),
+            self.complete,
+            NtlmAuth(**pick("ntlm", _NTLM_KEYS)) if "ntlm" in i else None,
+            KerberosAuth(**pick("kerberos", _KRB_KEYS)) if "kerberos" in i else None,
+            SpnegoAuth(list(sp.get("offered", ())), sp.get("chosen"), sp.get("state")) if sp else None,
+            NetlogonAuth(**pick("netlogon", _NL_KEYS)) if "netlogon" in i else None,
+            list(self.problems),
+        )
+
+
 class _PendingBind:
-    __slots__ = ("auth", "body", "call_id", "frame", "header_sign", "kind", "ts")
+    __slots__ = ("actx", "auth", "body", "call_id", "frame", "header_sign", "kind", "ts")
 
     def __init__(
         self,
@@ -137,22 +232,27 @@ class _PendingBind:
         self.body = body
         self.auth = auth
         self.header_sign = sign
+        self.actx: _AuthCtx | None = None
 
 
 class Association:
     """DCE/RPC state of one channel; fed whole PDUs by a transport framer."""
 
     __slots__ = (
+        "_actx",
         "_ep",
+        "_held",
         "_rejected_all",
         "assoc_group",
         "auth",
+        "auth_ctxs",
         "binds",
         "calls",
         "client_dir",
         "contexts",
         "named_pipe",
         "run",
+        "smb",
         "transport",
     )  # fmt: skip
 
@@ -168,6 +268,10 @@ class Association:
         self.auth: tuple[int, int] = _NONE_AUTH  # (auth_type, auth_level) in force, from the last bind leg
         self.assoc_group: int | None = None
         self._rejected_all = False
+        self.auth_ctxs: dict[int, _AuthCtx] = {}  # by sec_trailer auth_context_id
+        self._actx: _AuthCtx | None = None  # the context of the last bind leg: in force without a verifier
+        self._held: tuple[Any, ...] | None = None  # a bind record waiting for its auth3 leg
+        self.smb: object | None = None
 
     # -- entry point -----------------------------------------------------------------------------
     def pdu(self, dirn: int, buf: bytes, off: int, h: Header, frame: int, ts: float) -> None:
@@ -179,6 +283,8 @@ class Association:
             elif pt in _SERVER_PTYPES:
                 self._set_client(1 - dirn)
         run = self.run
+        if self._held is not None and pt != 16:
+            self._flush_held()
         if pt == 0:
             self._request(buf, off, h, frame, ts)
         elif pt == 2:
@@ -192,10 +298,12 @@ class Association:
         elif pt == 13:
             self._bind_nak(buf, off, h, frame, ts)
         elif pt == 16:
-            tr = pdu.auth_trailer(buf, off, h)
+            tr = self._auth_leg(buf, off, h, frame, ts)
             if tr is not None:
                 self.auth = (tr.auth_type, tr.auth_level)
             run.count("pdu_auth3")
+            if self._held is not None:
+                self._flush_held()
         elif pt == 19:
             run.count("pdu_orphaned")
             call = self.calls.pop(h.call_id, None)
@@ -236,13 +344,33 @@ class Association:
             call.opnum = opnum
             call.obj = obj
             call.has_request = True
-            tr = pdu.auth_trailer(buf, off, h) if h.auth_len else None
-            call.auth = (tr.auth_type, tr.auth_level) if tr is not None else None
+            if h.auth_len:
+                tr = pdu.auth_trailer(buf, off, h)
+                if tr is not None:
+                    call.auth = (tr.auth_type, tr.auth_level, tr.ctx_id)
+                else:
+                    self._anomaly("malformed_auth", "auth_length larger than the request", frame, ts)
             calls[h.call_id] = call
             if self.run.stub_taps:
                 self._want_stubs(call)
         call.req_frags += 1
         call.req_stub += stub
+        if self.run.secrets is not None and h.auth_len:
+            start = off + 24 + (16 if h.flags & pdu.PFC_OBJECT_UUID else 0)
+            plain = self._unseal(0, buf, off, h, start, stub)
+            if plain is not None:
+                call.decrypted = True
+                if SEC_VT_MAGIC in plain:
+                    call.sec_vt = True
+                if call.req_bytes is not None:
+                    self._keep(call.req_bytes, plain, 0, stub)
+                if h.flags & PFC_LAST_FRAG:
+                    call.req_frame = frame
+                return
+        if h.auth_len and stub >= 8 and call.auth is not None and call.auth[1] < 6:
+            start = off + 24 + (16 if h.flags & pdu.PFC_OBJECT_UUID else 0)
+            if buf.find(SEC_VT_MAGIC, start, start + stub) >= 0:
+                call.sec_vt = True
         if call.req_bytes is not None:
             start = off + 24 + (16 if h.flags & pdu.PFC_OBJECT_UUID else 0)
             self._keep(call.req_bytes, buf, start, stub)
@@ -257,8 +385,16 @@ class Association:
         call = self._answered_call(h.call_id, f[0], frame, ts)
         call.resp_frags += 1
         call.resp_stub += f[1]
+        plain = None
+        if self.run.secrets is not None and h.auth_len:
+            plain = self._unseal(1, buf, off, h, off + 24, f[1])
+            if plain is not None:
+                call.decrypted = True
         if call.resp_bytes is not None:
-            self._keep(call.resp_bytes, buf, off + 24, f[1])
+            if plain is not None:
+                self._keep(call.resp_bytes, plain, 0, f[1])
+            else:
+                self._keep(call.resp_bytes, buf, off + 24, f[1])
         if h.flags & PFC_LAST_FRAG:
             call.resp_frame = frame
             call.resp_ts = ts
@@ -337,7 +473,32 @@ class Association:
         op = None
         if iface is not None and call.opnum is not None:
             op = iface.opnums.get(call.opnum)
-        auth_type, auth_level = run.auth_names(call.auth if call.auth is not None else self.auth)
+        a = call.auth
+        user: str | None = None
+        signed = sealed = False
+        if a is not None:
+            auth_type, auth_level = run.auth_names((a[0], a[1]))
+            actx = self.auth_ctxs.get(a[2])
+            user = actx.user if actx is not None else None
+            signed = a[1] >= 5
+            sealed = a[1] == 6
+            asrc = "rpc" if a[0] else "none"
+        else:
+            auth_type, auth_level = run.auth_names(self.auth)
+            asrc = "rpc" if self.auth[0] else "none"
+            if asrc == "rpc" and self._actx is not None:
+                user = self._actx.user
+        if asrc == "none":
+            smb = getattr(self, "smb", None)
+            if smb is not None and (getattr(smb, "user", None) or getattr(smb, "mechanism", None)):
+                asrc = "smb"
+                u, d = getattr(smb, "user", None), getattr(smb, "domain", None)
+                user = (f"{d}\\{u}" if d else u) if u else None
+                signed = bool(getattr(smb, "signed", False))
+                sealed = bool(getattr(smb, "encrypted", False))
+        encrypted = (
+            a is not None and a[1] == 6 and (call.req_stub > 0 or call.resp_stub > 0) and not call.decrypted
+        )
         c, cp, s, sp = self._ep
         rtt = call.resp_ts - call.ts if call.resp_ts is not None and call.has_request else None
         run.counters["calls"] += 1
@@ -349,6 +510,13 @@ class Association:
             call.req_stub, call.resp_stub, call.req_frags, call.resp_frags,
             ctx.syntax if ctx is not None else None, close_reason, self.assoc_group,
         )  # type: ignore[arg-type]  # fmt: skip
+        rec.user = user
+        rec.auth_source = asrc  # type: ignore[assignment]
+        rec.signed = signed
+        rec.sealed = sealed
+        rec.stub_encrypted = encrypted
+        rec.sec_vt = call.sec_vt
+        rec.decrypted = call.decrypted
         run.emit(rec)
         if call.tap is not None:
             call.tap(rec, bytes(call.req_bytes or b""), bytes(call.resp_bytes or b""))
@@ -362,7 +530,7 @@ class Association:
             return
         if body.truncated:
             self._anomaly("malformed_pdu", f"{kind} announces more contexts than it carries", frame, ts)
-        tr = pdu.auth_trailer(buf, off, h)
+        tr = self._auth_leg(buf, off, h, frame, ts)
         auth = (tr.auth_type, tr.auth_level) if tr is not None else _NONE_AUTH
         if tr is not None or h.ptype == 11:
             self.auth = auth
@@ -377,9 +545,10 @@ class Association:
             self._emit_bind(old, None, None, "no_response", None, "evicted")
         if h.call_id in self.binds:
             self._emit_bind(self.binds.pop(h.call_id), None, None, "no_response", None, "superseded")
-        self.binds[h.call_id] = _PendingBind(
-            ts, frame, h.call_id, kind, body, auth, bool(h.flags & pdu.PFC_SUPPORT_HEADER_SIGN)
-        )
+        pb = _PendingBind(ts, frame, h.call_id, kind, body, auth, bool(h.flags & pdu.PFC_SUPPORT_HEADER_SIGN))
+        if tr is not None:
+            pb.actx = self.auth_ctxs.get(tr.ctx_id)
+        self.binds[h.call_id] = pb
         self.run.count(f"pdu_{kind}")
 
     def _take_bind(self, call_id: int) -> _PendingBind | None:
@@ -395,7 +564,7 @@ class Association:
             self._anomaly("malformed_pdu", "bind_ack body does not fit its PDU", frame, ts)
             return
         self.assoc_group = ack.assoc_group
-        tr = pdu.auth_trailer(buf, off, h)
+        tr = self._auth_leg(buf, off, h, frame, ts)
         if tr is not None and tr.auth_level:
             self.auth = (tr.auth_type, tr.auth_level)
         pending = self._take_bind(h.call_id)
@@ -410,6 +579,11 @@ class Association:
         accepted = any(r.result == 0 for r in ack.results)
         if not accepted and ack.results:
             self._rejected_all = True
+        if accepted and pending.actx is not None and not pending.actx.complete:
+            if self._held is not None:
+                self._flush_held()
+            self._held = (pending, ack, frame, "ok", None, None)  # the auth3 leg completes it
+            return
         self._emit_bind(pending, ack, frame, "ok" if accepted else "rejected", None, None)
 
     def _bind_nak(self, buf: bytes, off: int, h: Header, frame: int, ts: float) -> None:
@@ -451,6 +625,7 @@ class Association:
             memo[key] = ctxs
         c, cp, s, sp = self._ep
         auth_type, auth_level = self.run.auth_names(pb.auth)
+        bind_auth = pb.actx.record(auth_type) if pb.actx is not None else None
         self.run.count("binds")
         if close_reason:
             self.run.count(f"bind_{close_reason}")
@@ -477,8 +652,72 @@ class Association:
                 pb.header_sign,
                 nak_reason,
                 ctxs,
+                auth=bind_auth,
             )
         )
+
+    def _flush_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            self._emit_bind(*held)
+
+    # -- auth legs -------------------------------------------------------------------------------
+    def _auth_leg(self, buf: bytes, off: int, h: Header, frame: int, ts: float) -> pdu.AuthTrailer | None:
+        """Reads the auth trailer of a bind, alter_context, auth3 or answer and feeds its context."""
+        if not h.auth_len:
+            return None
+        tr = pdu.auth_trailer(buf, off, h)
+        if tr is None:
+            self._anomaly("malformed_auth", f"auth_length {h.auth_len} larger than the PDU", frame, ts)
+            return None
+        pt = h.ptype
+        server = pt in (12, 15)
+        ctxs = self.auth_ctxs
+        actx = ctxs.get(tr.ctx_id)
+        if actx is None or (
+            not server and pt != 16 and (actx.auth_type != tr.auth_type or (pt == 11 and actx.complete))
+        ):
+            if actx is None and len(ctxs) >= _MAX_AUTH_CTXS:
+                self.run.count("auth_context_limit")
+                ctxs.pop(next(iter(ctxs)))
+            actx = _AuthCtx(tr.ctx_id, tr.auth_type, tr.auth_level)
+            ctxs[tr.ctx_id] = actx
+        elif not server and tr.auth_level:
+            actx.auth_level = tr.auth_level
+        if len(actx.legs) < 16:
+            actx.legs.append(_LEG_NAMES.get(pt, str(pt)))
+        parsed, problems = parse_value(tr.auth_type, bytes(buf[tr.value_off : tr.value_off + tr.value_len]))
+        actx.merge(parsed, server)
+        if problems:
+            self.run.count("malformed_auth_value")
+            if len(actx.problems) < 8:
+                actx.problems.extend(problems[: 8 - len(actx.problems)])
+            self._anomaly("malformed_auth", problems[0], frame, ts)
+        self._actx = actx
+        if self.run.secrets is not None and actx.complete and actx.sealer is None and "ntlm" in actx.info:
+            got = ntlm_sealer(actx.info["ntlm"], self.run.secrets)
+            if isinstance(got, str):
+                if not actx.problems or actx.problems[-1] != got:
+                    actx.problems.append(got)
+                    self.run.anomaly("decrypt_failed", got, frame, ts, self._ep)
+            else:
+                actx.sealer = got
+                self.run.count("auth_contexts_decrypted")
+        return tr
+
+    def _unseal(self, side: int, buf: bytes, off: int, h: Header, start: int, stub: int) -> bytes | None:
+        """The plaintext stub of a sealed PDU whose context a secret opened (else None); a signed
+        PDU only advances its context's sealing handle."""
+        tr = pdu.auth_trailer(buf, off, h)
+        actx = self.auth_ctxs.get(tr.ctx_id) if tr is not None else None
+        if tr is None or actx is None or actx.sealer is None:
+            return None
+        checksum = bytes(buf[tr.value_off + 4 : tr.value_off + 12])
+        if tr.auth_level == 6:
+            return actx.sealer.unseal(side, bytes(buf[start : start + stub + tr.pad_len]), checksum)[:stub]
+        if tr.auth_level >= 5:
+            actx.sealer.skip(side, checksum)
+        return None
 
     # -- lifecycle -------------------------------------------------------------------------------
     def _set_client(self, client_dir: int) -> None:
@@ -492,6 +731,8 @@ class Association:
 
     def close(self, reason: str) -> None:
         """Ends the channel: every unanswered call and bind becomes a record."""
+        if self._held is not None:
+            self._flush_held()
         for call in self.calls.values():
             self._emit_call(call, "no_response", None, reason)
         self.calls.clear()

@@ -28,6 +28,8 @@ class Stats:
         self.convs: Counter[tuple[str, str, str]] = Counter()
         self.status: Counter[str] = Counter()
         self.binds: Counter[str] = Counter()
+        self.posture: dict[tuple[str, str, str], list] = {}  # type: ignore[type-arg]
+        """(client, server, interface) -> [rank, protection, auth, users, calls]: weakest seen."""
         self.summary: SummaryRecord | None = None
 
     @staticmethod
@@ -42,6 +44,7 @@ class Stats:
             self._add(self.ops, (iface, op, rec.transport))
             self._add(self.convs, (f"{rec.src}", f"{rec.dst}:{rec.dport}", iface))
             self.status[rec.status] += 1
+            self._posture(rec, iface)
             if rec.status in ("fault", "rejected"):
                 self._add(self.faults, (iface, op, rec.fault or rec.status))
         elif isinstance(rec, BindRecord):
@@ -49,8 +52,37 @@ class Stats:
         elif isinstance(rec, SummaryRecord):
             self.summary = rec
 
+    def _posture(self, rec: CallRecord, iface: str) -> None:
+        key = (rec.src, f"{rec.dst}:{rec.dport}", iface)
+        rank, prot = _protection(rec)
+        row = self.posture.get(key)
+        if row is None:
+            if len(self.posture) >= _MAX_KEYS:
+                return
+            row = self.posture[key] = [rank, prot, "", set(), 0]
+        if rank <= row[0]:
+            row[0], row[1] = rank, prot
+            row[2] = rec.auth_type if rec.auth_source != "smb" else "smb"
+        if rec.user and len(row[3]) < 4:
+            row[3].add(rec.user)
+        row[4] += 1
+
     def close(self) -> None:
         pass
+
+
+def _protection(rec: CallRecord) -> tuple[int, str]:
+    """(rank, text) of a call's protection: lower is weaker."""
+    src = "smb " if rec.auth_source == "smb" else ""
+    if rec.sealed:
+        return 4, src + "sealed"
+    if rec.signed:
+        return 3, src + "signed"
+    if rec.auth_source == "smb":
+        return 2, "smb"
+    if rec.auth_source == "rpc":
+        return 1, rec.auth_level
+    return 0, "none"
 
 
 def render(stats: Stats, console: Console, *, top: int = 25) -> None:
@@ -86,11 +118,33 @@ def render(stats: Stats, console: Console, *, top: int = 25) -> None:
         for (iface, op, fault), n in stats.faults.most_common(top):
             t.add_row(iface, op, fault, f"{n:,}")
         console.print(t)
+    if stats.posture:
+        t = Table(title="Auth posture (weakest protection seen)", title_justify="left")
+        for col in ("client", "server", "interface", "weakest", "auth", "user", "calls"):
+            t.add_column(col, justify="right" if col == "calls" else "left")
+        rows = sorted(stats.posture.items(), key=lambda kv: (kv[1][0], -kv[1][4]))
+        for (c, srv, iface), (_r, prot, auth, users, n) in rows[:top]:
+            t.add_row(c, srv, iface, prot, auth, ", ".join(sorted(users)) or "-", f"{n:,}")
+        if len(rows) > top:
+            t.caption = f"{len(rows) - top} more rows (weakest first)"
+        console.print(t)
     if s is not None:
         damage = {k: v for k, v in s.counters.items() if k.startswith(_DAMAGE_PREFIXES)}
         if damage:
             console.print(
                 "[yellow]Malformed or undecodable:[/] " + ", ".join(f"{k} {v:,}" for k, v in damage.items())
+            )
+        encrypted = s.counters.get("smb_encrypted", 0)
+        if encrypted:
+            console.print(
+                f"[yellow]Encrypted SMB3 sessions: {encrypted:,}[/] (their named pipes cannot be decoded "
+                f"without keys; {s.counters.get('smb_encrypted_messages', 0):,} encrypted messages)"
+            )
+        if s.counters.get("decrypt_failed") or s.counters.get("auth_contexts_decrypted"):
+            console.print(
+                f"Decryption: {s.counters.get('auth_contexts_decrypted', 0):,} security context(s) opened; "
+                f"[yellow]{s.counters.get('decrypt_failed', 0):,} not opened[/] "
+                "(see the decrypt_failed anomalies: no secret for the user, or a wrong one)"
             )
         if not s.calls and not s.binds:
             console.print("[dim]No DCE/RPC traffic found.[/]")

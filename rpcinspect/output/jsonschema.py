@@ -18,12 +18,13 @@ from rpcinspect.records import (
     BindRecord,
     CallRecord,
     ContextRecord,
+    EndpointRecord,
     SummaryRecord,
 )
 
 __all__ = ["json_schema"]
 
-_RECORDS = (CallRecord, BindRecord, AnomalyRecord, SummaryRecord)
+_RECORDS = (CallRecord, BindRecord, EndpointRecord, AnomalyRecord, SummaryRecord)
 
 
 def _type(tp: Any) -> dict[str, Any]:

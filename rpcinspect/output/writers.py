@@ -41,11 +41,11 @@ class JsonlWriter:
 
 
 class JsonWriter:
-    """A single JSON document: ``{"schema", "calls", "binds", "anomalies", "summary"}``."""
+    """A single JSON document: ``{"schema", "calls", "binds", "endpoints", "anomalies", "summary"}``."""
 
     def __init__(self, stream: IO[bytes]) -> None:
         self._s = stream
-        self._groups: dict[str, list[Record]] = {"call": [], "bind": [], "anomaly": []}
+        self._groups: dict[str, list[Record]] = {"call": [], "bind": [], "endpoint": [], "anomaly": []}
         self._summary: Record | None = None
 
     def write(self, rec: Record) -> None:
@@ -59,6 +59,7 @@ class JsonWriter:
             "schema": SCHEMA_VERSION,
             "calls": self._groups["call"],
             "binds": self._groups["bind"],
+            "endpoints": self._groups["endpoint"],
             "anomalies": self._groups["anomaly"],
             "summary": self._summary,
         }

@@ -27,8 +27,9 @@ from rpcinspect.errors import InputError
 
 __all__ = ["ALWAYS_TCP_PORTS", "PacketSource", "PrefilteredSource", "open_source"]
 
-ALWAYS_TCP_PORTS: Final = frozenset((135,))
-"""Decoded even when no PDU start was seen there (captures that begin mid-stream)."""
+ALWAYS_TCP_PORTS: Final = frozenset((135, 139, 445, 593))
+"""Decoded even when no PDU start was seen there (captures that begin mid-stream; SMB named pipes,
+whose PDUs sit inside SMB messages; ncacn_http on 593, whose streams start with a text banner)."""
 
 
 class PacketSource(Protocol):

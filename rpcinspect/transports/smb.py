@@ -1,0 +1,702 @@
+"""ncacn_np: DCE/RPC over SMB named pipes (SMB2/3 and SMB1, on TCP 445 and NetBIOS 139).
+
+One :class:`SmbHandler` per TCP connection frames the byte stream into SMB messages (the 4-byte
+direct-TCP / NBSS header), pairs requests with responses (SMB2: MessageId, and AsyncId for
+STATUS_PENDING interim responses; SMB1: PID and MID), and follows pipes: a CREATE (NT Create
+AndX) on a pipe share gives the pipe name and file id; WRITE, IOCTL FSCTL_PIPE_TRANSCEIVE input,
+Write AndX and Trans TransactNmPipe carry client->server RPC bytes (direction 0); READ, IOCTL
+output, Read AndX and Trans responses carry server->client bytes (direction 1); CLOSE ends the
+pipe. Each pipe, keyed by (session, tree, file id), has its own
+:class:`~rpcinspect.transports.cotcp.CoFramer` and
+:class:`~rpcinspect.dcerpc.association.Association` (transport ``ncacn_np``), so PDUs split over
+several writes or reads are reassembled per pipe and several pipes interleave freely.
+
+Pipe names are normalised: lowercase, without leading backslashes or a ``pipe\\`` prefix
+(``\\PIPE\\LSARPC`` and ``lsarpc`` are both ``lsarpc``).
+
+SMB3-encrypted messages (TRANSFORM header, 0xFD 'SMB') cannot be read without keys: they are
+counted (``smb_encrypted_messages``) and each encrypted session is reported once as an
+``smb_encrypted`` anomaly (counter ``smb_encrypted``). All state is bounded (``limits.py``:
+``max_smb_message``, ``max_smb_pipes``, ``max_smb_pending``).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from rpcinspect.dcerpc.association import Association
+from rpcinspect.transports.cotcp import CoFramer, plausible
+
+if TYPE_CHECKING:
+    from rpcinspect.runtime import Endpoints, Run
+
+__all__ = ["SMB_PORTS", "SmbHandler", "SmbSession", "normalise_pipe"]
+
+SMB_PORTS: Final = frozenset((139, 445))
+
+_U16 = struct.Struct("<H").unpack_from
+_U32 = struct.Struct("<I").unpack_from
+_U64 = struct.Struct("<Q").unpack_from
+_SMB2_HDR = struct.Struct("<4sHHIHHIIQ").unpack_from  # up to MessageId (offset 32)
+
+_STATUS_PENDING = 0x00000103
+_STATUS_BUFFER_OVERFLOW = 0x80000005
+_FSCTL_PIPE_TRANSCEIVE = 0x0011C017
+_FLAG_RESPONSE, _FLAG_ASYNC, _FLAG_RELATED, _FLAG_SIGNED = 0x1, 0x2, 0x4, 0x8
+_ALL_FF = b"\xff" * 16
+_DIALECTS = {0x0202: "2.0.2", 0x0210: "2.1", 0x02FF: "2.???", 0x0300: "3.0", 0x0302: "3.0.2", 0x0311: "3.1.1"}
+_KRB_OIDS = (b"\x2a\x86\x48\x86\xf7\x12\x01\x02\x02", b"\x2a\x86\x48\x82\xf7\x12\x01\x02\x02")
+
+
+@dataclass(frozen=True, slots=True)
+class SmbSession:
+    """SMB session facts of a pipe (``Association.smb``), for auth analysis."""
+
+    dialect: str | None = None
+    """``2.0.2`` … ``3.1.1`` for SMB2/3, ``NT1`` for SMB1; None when the negotiate was not seen."""
+    user: str | None = None
+    domain: str | None = None
+    mechanism: str | None = None
+    """``ntlm``, ``kerberos``, ``anonymous``, ``guest`` or None (session setup not captured)."""
+    signed: bool = False
+    encrypted: bool = False
+
+
+def normalise_pipe(name: str) -> str:
+    """``\\PIPE\\LSARPC`` -> ``lsarpc``: lowercase, no leading backslashes or ``pipe\\``."""
+    n = name.replace("/", "\\").strip("\x00").lstrip("\\").lower()
+    if n.startswith("pipe\\"):
+        n = n[5:].lstrip("\\")
+    return n
+
+
+def _utf16(buf: bytes, off: int, n: int) -> str:
+    return bytes(buf[off : off + n]).decode("utf-16-le", "replace").split("\x00", 1)[0]
+
+
+def _auth_facts(blob: bytes) -> tuple[str | None, str | None, str | None]:
+    """(mechanism, user, domain) from a session-setup security blob (SPNEGO/NTLMSSP/Kerberos)."""
+    i = blob.find(b"NTLMSSP\x00")
+    if i >= 0 and len(blob) >= i + 12:
+        if _U32(blob, i + 8)[0] != 3 or len(blob) < i + 44:
+            return "ntlm", None, None
+        nt_len = _U16(blob, i + 20)[0]
+        dom_len, dom_off = _U16(blob, i + 28)[0], _U32(blob, i + 32)[0]
+        user_len, user_off = _U16(blob, i + 36)[0], _U32(blob, i + 40)[0]
+        flags = _U32(blob, i + 60)[0] if len(blob) >= i + 64 else 0
+        uni = bool(flags & 1) or not flags
+        enc = "utf-16-le" if uni else "latin-1"
+        user = bytes(blob[i + user_off : i + user_off + user_len]).decode(enc, "replace")
+        dom = bytes(blob[i + dom_off : i + dom_off + dom_len]).decode(enc, "replace")
+        if not user and nt_len == 0:
+            return "anonymous", None, dom or None
+        return "ntlm", user or None, dom or None
+    if any(oid in blob for oid in _KRB_OIDS):
+        return "kerberos", None, None
+    return None, None, None
+
+
+class _Pipe:
+    __slots__ = ("assoc", "framer", "name", "session")
+
+    def __init__(self, name: str | None, session: int, framer: CoFramer, assoc: Association) -> None:
+        self.name = name
+        self.session = session
+        self.framer = framer
+        self.assoc = assoc
+
+
+class _Sess:
+    __slots__ = ("domain", "encrypted", "facts", "mech", "reported", "signed", "user")
+
+    def __init__(self) -> None:
+        self.user: str | None = None
+        self.domain: str | None = None
+        self.mech: str | None = None
+        self.signed = False
+        self.encrypted = False
+        self.reported = False
+        self.facts: SmbSession | None = None
+
+
+class SmbHandler:
+    """TCP connection handler for SMB (139/445): frames SMB messages and follows named pipes."""
+
+    __slots__ = (
+        "_ep", "async_ids", "bufs", "dialect", "pending", "pipes", "run", "sessions", "skip", "sync",
+        "trees",
+    )  # fmt: skip
+
+    def __init__(self, run: Run, endpoints: Endpoints, *, midstream: bool = False) -> None:
+        self.run = run
+        self._ep = endpoints
+        self.bufs = [bytearray(), bytearray()]
+        self.skip = [0, 0]  # bytes of an oversized message still to discard, per direction
+        self.sync = [not midstream, not midstream]
+        self.pending: dict[object, tuple] = {}  # request key -> (command, ...)
+        self.async_ids: dict[int, int] = {}  # SMB2 AsyncId -> MessageId
+        self.pipes: dict[tuple[int, int, bytes], _Pipe] = {}
+        self.trees: dict[tuple[int, int], bool] = {}  # (session, tree) -> is a pipe share (IPC$)
+        self.sessions: dict[int, _Sess] = {}
+        self.dialect: str | None = None
+
+    # -- stream framing ------------------------------------------------------------------------
+    def data(self, dirn: int, payload: bytes, frame: int, ts: float) -> None:
+        skip = self.skip[dirn]
+        if skip:
+            if len(payload) <= skip:
+                self.skip[dirn] = skip - len(payload)
+                return
+            payload = payload[skip:]
+            self.skip[dirn] = 0
+        buf = self.bufs[dirn]
+        buf += payload
+        if not self.sync[dirn]:
+            off = self._find(buf, 0)
+            if off < 0:
+                del buf[: max(0, len(buf) - 7)]
+                return
+            if off:
+                self.run.count("smb_resync_skipped_bytes", off)
+            del buf[:off]
+            self.sync[dirn] = True
+        off, n = 0, len(buf)
+        limit = self.run.limits.max_smb_message
+        while n - off >= 4:
+            kind = buf[off]
+            length = (buf[off + 1] << 16) | (buf[off + 2] << 8) | buf[off + 3]
+            if kind != 0:
+                if kind in (0x81, 0x82, 0x83, 0x84, 0x85) and length <= 0x1FFFF:  # NBSS control
+                    if n - off - 4 < length:
+                        break
+                    self.run.count("nbss_control")
+                    off += 4 + length
+                    continue
+                self.run.anomaly(
+                    "malformed_smb", f"bad NBSS/direct-TCP header {kind:#04x}", frame, ts, self._ep
+                )
+                nxt = self._find(buf, off + 1)
+                if nxt < 0:
+                    self.sync[dirn] = False
+                    off = max(off, n - 7)
+                    break
+                self.run.count("smb_resync_skipped_bytes", nxt - off)
+                off = nxt
+                continue
+            if length > limit:
+                self.run.anomaly(
+                    "smb_limit",
+                    f"SMB message of {length} bytes over max_smb_message; skipped",
+                    frame,
+                    ts,
+                    self._ep,
+                )
+                have = n - off - 4
+                if have >= length:
+                    off += 4 + length
+                    continue
+                self.skip[dirn] = length - have
+                off = n
+                break
+            if n - off - 4 < length:
+                break
+            msg = bytes(buf[off + 4 : off + 4 + length])
+            off += 4 + length
+            try:
+                self._message(dirn, msg, frame, ts)
+            except (struct.error, IndexError, ValueError) as exc:  # a field pointing outside the message
+                self.run.anomaly("malformed_smb", f"SMB message cut short: {exc}", frame, ts, self._ep)
+        if off:
+            del buf[:off]
+
+    @staticmethod
+    def _find(buf: bytearray, start: int) -> int:
+        """Offset of the next believable direct-TCP header before an SMB protocol id, or -1."""
+        i = buf.find(b"SMB", start + 5)
+        while i >= 0:
+            if buf[i - 1] in (0xFE, 0xFF, 0xFD, 0xFC) and buf[i - 5] == 0:
+                return i - 5
+            i = buf.find(b"SMB", i + 1)
+        return -1
+
+    def gap(self, dirn: int, nbytes: int, frame: int, ts: float) -> None:
+        if self.bufs[dirn]:
+            self.run.count("smb_partial_message_lost")
+        self.bufs[dirn] = bytearray()
+        self.skip[dirn] = 0
+        self.sync[dirn] = False
+        self.run.anomaly("tcp_gap", f"{nbytes} bytes missing in the SMB stream", frame, ts, self._ep)
+        for p in self.pipes.values():  # the lost bytes may have carried any pipe's PDUs
+            p.framer.bufs = [b"", b""]
+            p.framer.sync = [False, False]
+
+    def close(self, reason: str, frame: int, ts: float) -> None:
+        for dirn in (0, 1):
+            if self.bufs[dirn] and self.sync[dirn]:
+                detail = f"{len(self.bufs[dirn])} bytes of an incomplete SMB message at end of stream"
+                self.run.anomaly("truncated_smb", detail, frame, ts, self._ep)
+        self.bufs = [bytearray(), bytearray()]
+        for p in self.pipes.values():
+            p.framer.close(reason, frame, ts)
+        self.pipes.clear()
+        self.pending.clear()
+
+    # -- messages ------------------------------------------------------------------------------
+    def _message(self, dirn: int, msg: bytes, frame: int, ts: float) -> None:
+        proto = msg[:4]
+        if proto == b"\xfeSMB":
+            self.run.count("smb2_messages")
+            off = 0
+            prev_fid: bytes | None = None
+            while True:
+                nxt, prev_fid = self._smb2(dirn, msg, off, prev_fid, frame, ts)
+                if not nxt:
+                    break
+                if nxt < 64 or off + nxt + 64 > len(msg) or nxt & 7:
+                    self.run.anomaly("malformed_smb", f"bad SMB2 NextCommand {nxt}", frame, ts, self._ep)
+                    break
+                off += nxt
+                self.run.count("smb2_compounded")
+        elif proto == b"\xffSMB":
+            self.run.count("smb1_messages")
+            self._smb1(dirn, msg, frame, ts)
+        elif proto == b"\xfdSMB":
+            self._encrypted(msg, frame, ts)
+        elif proto == b"\xfcSMB":
+            self.run.count("smb_compressed_messages")
+        else:
+            self.run.anomaly("malformed_smb", f"unknown SMB protocol id {proto.hex()}", frame, ts, self._ep)
+
+    def _encrypted(self, msg: bytes, frame: int, ts: float) -> None:
+        self.run.count("smb_encrypted_messages")
+        if len(msg) < 52:
+            self.run.anomaly("malformed_smb", "truncated SMB3 TRANSFORM header", frame, ts, self._ep)
+            return
+        sid = _U64(msg, 44)[0]
+        s = self._session(sid)
+        if not s.encrypted:
+            s.encrypted = True
+            self._refresh(sid, s)
+        if not s.reported:
+            s.reported = True
+            detail = f"SMB3 session {sid:#x} is encrypted: its pipes and calls cannot be decoded without keys"
+            self.run.anomaly("smb_encrypted", detail, frame, ts, self._ep)
+
+    def _session(self, sid: int) -> _Sess:
+        s = self.sessions.get(sid)
+        if s is None:
+            if len(self.sessions) >= self.run.limits.max_smb_pipes:
+                self.sessions.pop(next(iter(self.sessions)))
+                self.run.count("smb_state_evicted")
+            s = self.sessions[sid] = _Sess()
+        return s
+
+    def _facts(self, s: _Sess) -> SmbSession:
+        if s.facts is None:
+            s.facts = SmbSession(self.dialect, s.user, s.domain, s.mech, s.signed, s.encrypted)
+        return s.facts
+
+    def _refresh(self, sid: int, s: _Sess) -> None:
+        s.facts = None
+        facts = self._facts(s)
+        for p in self.pipes.values():
+            if p.session == sid:
+                p.assoc.smb = facts
+
+    def _add_pending(self, key: object, value: tuple, frame: int, ts: float) -> None:
+        pend = self.pending
+        if len(pend) >= self.run.limits.max_smb_pending and key not in pend:
+            pend.pop(next(iter(pend)))
+            self.run.anomaly(
+                "smb_limit", "pending SMB requests over max_smb_pending: oldest dropped", frame, ts, self._ep
+            )
+        pend[key] = value
+
+    # -- pipes ---------------------------------------------------------------------------------
+    def _open_pipe(
+        self,
+        key: tuple[int, int, bytes],
+        name: str | None,
+        req_dirn: int,
+        frame: int,
+        ts: float,
+        *,
+        midstream: bool = False,
+    ) -> _Pipe:
+        old = self.pipes.get(key)
+        if old is not None:
+            if old.name is None and name:  # followed before its CREATE answer: it gets its name
+                old.name = old.assoc.named_pipe = name
+                return old
+            del self.pipes[key]
+            old.framer.close("connection_reused", frame, ts)
+        if len(self.pipes) >= self.run.limits.max_smb_pipes:
+            victim = self.pipes.pop(next(iter(self.pipes)))
+            self.run.anomaly(
+                "smb_limit",
+                f"open pipes over max_smb_pipes: pipe {victim.name!r} evicted",
+                frame,
+                ts,
+                self._ep,
+            )
+            victim.framer.close("evicted", frame, ts)
+        a, ap, b, bp = self._ep
+        ep = (a, ap, b, bp) if req_dirn == 0 else (b, bp, a, ap)
+        assoc = Association(self.run, "ncacn_np", ep, named_pipe=name)
+        sid = key[0]
+        s = self.sessions.get(sid)
+        assoc.smb = self._facts(s) if s is not None else SmbSession(self.dialect)
+        framer = CoFramer(self.run, ep, assoc, midstream=midstream)
+        p = self.pipes[key] = _Pipe(name, sid, framer, assoc)
+        self.run.count("smb_pipes_opened")
+        return p
+
+    def _pipe_data(
+        self, key: tuple[int, int, bytes], pdirn: int, req_dirn: int, data: bytes, frame: int, ts: float
+    ) -> None:
+        if not data:
+            return
+        p = self.pipes.get(key)
+        if p is None:
+            # The CREATE was not captured: follow the file id only if it carries DCE/RPC.
+            if (key[0], key[1]) in self.trees and not self.trees[(key[0], key[1])]:
+                return
+            if not plausible(data, 0):
+                return
+            self.run.count("smb_pipe_without_create")
+            p = self._open_pipe(key, None, req_dirn, frame, ts, midstream=True)
+        p.framer.data(pdirn, data, frame, ts)
+
+    def _close_pipe(self, key: tuple[int, int, bytes], frame: int, ts: float) -> None:
+        p = self.pipes.pop(key, None)
+        if p is not None:
+            p.framer.close("connection_closed", frame, ts)
+
+    # -- SMB2 ----------------------------------------------------------------------------------
+    def _smb2(
+        self, dirn: int, m: bytes, o: int, prev_fid: bytes | None, frame: int, ts: float
+    ) -> tuple[int, bytes | None]:
+        """Handles the SMB2 message at *o*; returns (NextCommand, file id for related requests)."""
+        if len(m) - o < 64:
+            self.run.anomaly(
+                "malformed_smb", f"truncated SMB2 header ({len(m) - o} bytes)", frame, ts, self._ep
+            )
+            return 0, prev_fid
+        _p, _ss, _cc, status, cmd, _cr, flags, nxt, mid = _SMB2_HDR(m, o)
+        sid = _U64(m, o + 40)[0]
+        b = o + 64
+        if flags & _FLAG_ASYNC:
+            async_id, tree = _U64(m, o + 32)[0], None
+        else:
+            async_id, tree = None, _U32(m, o + 36)[0]
+        if flags & _FLAG_SIGNED and sid:
+            s = self.sessions.get(sid)
+            if s is not None and not s.signed:
+                s.signed = True
+                self._refresh(sid, s)
+        if not flags & _FLAG_RESPONSE:  # ---- request
+            if cmd == 0x5:  # CREATE
+                noff, nlen = _U16(m, b + 44)[0], _U16(m, b + 46)[0]
+                name = _utf16(m, o + noff, nlen) if nlen else ""
+                self._add_pending(mid, (cmd, sid, tree, normalise_pipe(name), dirn), frame, ts)
+            elif cmd == 0x9:  # WRITE
+                doff, dlen = _U16(m, b + 2)[0], _U32(m, b + 4)[0]
+                fid = bytes(m[b + 16 : b + 32])
+                if fid == _ALL_FF and prev_fid is not None:
+                    fid = prev_fid
+                data = m[o + doff : o + doff + dlen]
+                if len(data) < dlen:
+                    self.run.anomaly(
+                        "malformed_smb", "SMB2 WRITE data beyond the message", frame, ts, self._ep
+                    )
+                self._pipe_data((sid, tree or 0, fid), 0, dirn, data, frame, ts)
+            elif cmd == 0x8:  # READ
+                fid = bytes(m[b + 16 : b + 32])
+                if fid == _ALL_FF and prev_fid is not None:
+                    fid = prev_fid
+                if (
+                    (sid, tree or 0, fid) in self.pipes
+                    or (sid, tree) not in self.trees
+                    or self.trees[(sid, tree)]
+                ):
+                    self._add_pending(mid, (cmd, sid, tree or 0, fid, dirn), frame, ts)
+            elif cmd == 0xB:  # IOCTL
+                ctl = _U32(m, b + 4)[0]
+                if ctl == _FSCTL_PIPE_TRANSCEIVE:
+                    fid = bytes(m[b + 8 : b + 24])
+                    if fid == _ALL_FF and prev_fid is not None:
+                        fid = prev_fid
+                    ioff, ilen = _U32(m, b + 24)[0], _U32(m, b + 28)[0]
+                    self._pipe_data((sid, tree or 0, fid), 0, dirn, m[o + ioff : o + ioff + ilen], frame, ts)
+                    self._add_pending(mid, (cmd, sid, tree or 0, fid, dirn), frame, ts)
+            elif cmd == 0x6:  # CLOSE
+                fid = bytes(m[b + 8 : b + 24])
+                if fid == _ALL_FF and prev_fid is not None:
+                    fid = prev_fid
+                if (sid, tree or 0, fid) in self.pipes:
+                    self._add_pending(mid, (cmd, sid, tree or 0, fid, dirn), frame, ts)
+            elif cmd == 0x3:  # TREE_CONNECT
+                self._add_pending(mid, (cmd, sid), frame, ts)
+            elif cmd == 0x1:  # SESSION_SETUP
+                boff, blen = _U16(m, b + 12)[0], _U16(m, b + 14)[0]
+                mech, user, dom = _auth_facts(m[o + boff : o + boff + blen])
+                if mech is not None:
+                    s = self._session(sid) if sid else None
+                    self._add_pending(mid, (cmd, mech, user, dom), frame, ts)
+                    if s is not None and (mech != "ntlm" or user):
+                        s.mech, s.user, s.domain = mech, user, dom
+                else:
+                    self._add_pending(mid, (cmd, None, None, None), frame, ts)
+            elif cmd == 0x0:  # NEGOTIATE
+                self._add_pending(mid, (cmd,), frame, ts)
+            return nxt, prev_fid
+        # ---- response
+        if status == _STATUS_PENDING and flags & _FLAG_ASYNC:
+            if async_id is not None and mid in self.pending:
+                self.async_ids[async_id] = mid
+                if len(self.async_ids) > self.run.limits.max_smb_pending:
+                    self.async_ids.pop(next(iter(self.async_ids)))
+            self.run.count("smb2_pending")
+            return nxt, prev_fid
+        req = self.pending.pop(mid, None)
+        if req is None and async_id is not None and async_id in self.async_ids:
+            req = self.pending.pop(self.async_ids[async_id], None)
+        if async_id is not None:
+            self.async_ids.pop(async_id, None)
+        if req is None and cmd in (0x0, 0x1):  # the session's facts need no request
+            req = (cmd, None, None, None)
+        if req is None:
+            if cmd in (0x8, 0xB):
+                self.run.count("smb2_response_without_request")
+            return nxt, prev_fid
+        if req[0] != cmd:
+            self.run.count("smb2_response_command_mismatch")
+            return nxt, prev_fid
+        ok = status == 0 or status == _STATUS_BUFFER_OVERFLOW
+        if cmd == 0x8:  # READ
+            if ok:
+                doff, dlen = m[b + 2], _U32(m, b + 4)[0]
+                data = m[o + doff : o + doff + dlen]
+                if len(data) < dlen:
+                    self.run.anomaly(
+                        "malformed_smb", "SMB2 READ data beyond the message", frame, ts, self._ep
+                    )
+                self._pipe_data((req[1], req[2], req[3]), 1, req[4], data, frame, ts)
+        elif cmd == 0xB:  # IOCTL
+            if ok:
+                ooff, olen = _U32(m, b + 32)[0], _U32(m, b + 36)[0]
+                self._pipe_data((req[1], req[2], req[3]), 1, req[4], m[o + ooff : o + ooff + olen], frame, ts)
+        elif cmd == 0x5:  # CREATE
+            if status == 0 and len(m) >= b + 80:
+                fid = bytes(m[b + 64 : b + 80])
+                _c, rsid, rtree, name, rdirn = req
+                is_pipe = self.trees.get((rsid, rtree))
+                if is_pipe or (is_pipe is None and name and "." not in name and "\\" not in name):
+                    self._open_pipe((rsid, rtree or 0, fid), name, rdirn, frame, ts)
+                return nxt, fid
+        elif cmd == 0x6:  # CLOSE
+            self._close_pipe((req[1], req[2], req[3]), frame, ts)
+        elif cmd == 0x3:  # TREE_CONNECT
+            if status == 0 and tree is not None:
+                if len(self.trees) >= self.run.limits.max_smb_pipes:
+                    self.trees.pop(next(iter(self.trees)))
+                    self.run.count("smb_state_evicted")
+                self.trees[(sid, tree)] = m[b + 2] == 2  # ShareType PIPE
+        elif cmd == 0x1:  # SESSION_SETUP
+            s = self._session(sid)
+            if req[1] is not None and (req[1] != "ntlm" or req[2] or not s.mech):
+                s.mech, s.user, s.domain = req[1], req[2], req[3]
+            if status == 0:
+                sflags = _U16(m, b + 2)[0]
+                if sflags & 0x1:
+                    s.mech = "guest"
+                elif sflags & 0x2:
+                    s.mech = "anonymous"
+                if sflags & 0x4:
+                    s.encrypted = True
+                if flags & _FLAG_SIGNED:
+                    s.signed = True
+                self._refresh(sid, s)
+        elif cmd == 0x0 and status == 0 and len(m) >= b + 6:  # NEGOTIATE
+            d = _U16(m, b + 4)[0]
+            self.dialect = _DIALECTS.get(d, f"{d:#06x}")
+        return nxt, prev_fid
+
+    # -- SMB1 ----------------------------------------------------------------------------------
+    def _smb1(self, dirn: int, m: bytes, frame: int, ts: float) -> None:
+        if len(m) < 35:
+            self.run.anomaly("malformed_smb", f"truncated SMB1 header ({len(m)} bytes)", frame, ts, self._ep)
+            return
+        cmd = m[4]
+        status = _U32(m, 5)[0]
+        reply = bool(m[9] & 0x80)
+        unicode = bool(_U16(m, 10)[0] & 0x8000)
+        if _U16(m, 10)[0] & 0x0004 and not reply:  # SMB_FLAGS2_SMB_SECURITY_SIGNATURE
+            uid = _U16(m, 28)[0]
+            s = self.sessions.get(uid)
+            if s is not None and not s.signed:
+                s.signed = True
+                self._refresh(uid, s)
+        tid, pid, uid, mid = (
+            _U16(m, 24)[0],
+            (_U16(m, 12)[0] << 16) | _U16(m, 26)[0],
+            _U16(m, 28)[0],
+            _U16(m, 30)[0],
+        )
+        off = 32
+        hops = 0
+        while True:
+            if off + 1 > len(m):
+                self.run.anomaly("malformed_smb", "SMB1 AndX offset beyond the message", frame, ts, self._ep)
+                return
+            wc = m[off]
+            w = off + 1
+            bc_off = w + 2 * wc
+            if bc_off + 2 > len(m):
+                if reply and wc == 0:  # error replies may omit ByteCount
+                    return
+                self.run.anomaly("malformed_smb", "truncated SMB1 parameter block", frame, ts, self._ep)
+                return
+            data_start = bc_off + 2
+            key = ("smb1", pid, mid, cmd)
+            self._smb1_cmd(dirn, m, cmd, status, reply, unicode, tid, uid, key, w, wc, data_start, frame, ts)
+            if cmd not in (0x2E, 0x2F, 0xA2, 0x73, 0x75, 0x74, 0x24) or wc < 2:
+                return
+            andx, andx_off = m[w], _U16(m, w + 2)[0]
+            if andx == 0xFF or andx_off <= off or andx_off >= len(m):
+                return
+            hops += 1
+            if hops > 16:
+                self.run.anomaly("malformed_smb", "SMB1 AndX chain too long", frame, ts, self._ep)
+                return
+            self.run.count("smb1_andx")
+            cmd, off = andx, andx_off
+
+    def _smb1_cmd(
+        self,
+        dirn: int,
+        m: bytes,
+        cmd: int,
+        status: int,
+        reply: bool,
+        unicode: bool,
+        tid: int,
+        uid: int,
+        key: tuple,
+        w: int,
+        wc: int,
+        data_start: int,
+        frame: int,
+        ts: float,
+    ) -> None:
+        if not reply:
+            if cmd == 0xA2 and wc >= 24:  # NT_CREATE_ANDX
+                nlen = _U16(m, w + 5)[0]
+                p = data_start
+                if unicode:
+                    p += p & 1  # aligned to 2 from the SMB header
+                    name = _utf16(m, p, nlen or len(m) - p)
+                else:
+                    name = bytes(m[p : p + (nlen or len(m) - p)]).split(b"\0", 1)[0].decode("latin-1")
+                self._add_pending(key, (cmd, uid, tid, normalise_pipe(name), dirn), frame, ts)
+            elif cmd == 0x2F and wc >= 12:  # WRITE_ANDX
+                fid = _U16(m, w + 4)[0]
+                mode = _U16(m, w + 14)[0]
+                dlen = _U16(m, w + 20)[0] | (_U16(m, w + 18)[0] << 16)
+                doff = _U16(m, w + 22)[0]
+                if mode & 0x000C == 0x000C and dlen >= 2:  # raw message start: 2-byte length prefix
+                    doff, dlen = doff + 2, dlen - 2
+                data = m[doff : doff + dlen]
+                self._pipe_data((uid, tid, fid.to_bytes(2, "little")), 0, dirn, data, frame, ts)
+            elif cmd == 0x2E and wc >= 10:  # READ_ANDX
+                fid = _U16(m, w + 4)[0]
+                self._add_pending(key, (cmd, uid, tid, fid.to_bytes(2, "little"), dirn), frame, ts)
+            elif cmd == 0x25 and wc >= 16:  # TRANSACTION
+                setup = m[w + 26]
+                if setup >= 2 and _U16(m, w + 28)[0] == 0x26:  # TransactNmPipe
+                    fid = _U16(m, w + 30)[0].to_bytes(2, "little")
+                    dcount, doff = _U16(m, w + 22)[0], _U16(m, w + 24)[0]
+                    self._pipe_data((uid, tid, fid), 0, dirn, m[doff : doff + dcount], frame, ts)
+                    self._add_pending(key, (cmd, uid, tid, fid, dirn, 0), frame, ts)
+            elif cmd == 0x04 and wc >= 1:  # CLOSE
+                fid = _U16(m, w)[0].to_bytes(2, "little")
+                if (uid, tid, fid) in self.pipes:
+                    self._add_pending(key, (cmd, uid, tid, fid, dirn), frame, ts)
+            elif cmd == 0x75 and wc >= 4:  # TREE_CONNECT_ANDX
+                self._add_pending(key, (cmd, uid), frame, ts)
+            elif cmd == 0x73:  # SESSION_SETUP_ANDX
+                mech = user = dom = None
+                if wc == 12:
+                    blen = _U16(m, w + 14)[0]
+                    mech, user, dom = _auth_facts(m[data_start : data_start + blen])
+                elif wc == 13:
+                    plen, ulen = _U16(m, w + 14)[0], _U16(m, w + 16)[0]
+                    p = data_start + plen + ulen
+                    raw = m[p:]
+                    if unicode:
+                        p += p & 1
+                        parts = bytes(m[p:]).decode("utf-16-le", "replace").split("\x00")
+                    else:
+                        parts = bytes(raw).decode("latin-1").split("\x00")
+                    user = parts[0] or None
+                    dom = parts[1] if len(parts) > 1 and parts[1] else None
+                    mech = "ntlm" if user and (plen or ulen) else "anonymous"
+                self._add_pending(key, (cmd, mech, user, dom), frame, ts)
+            elif cmd == 0x72:  # NEGOTIATE
+                self.dialect = self.dialect or "NT1"
+            return
+        if cmd == 0x72:
+            self.dialect = "NT1"
+            return
+        req = self.pending.pop(key, None)
+        if req is None:
+            return
+        ok = status == 0 or status == _STATUS_BUFFER_OVERFLOW
+        if cmd == 0xA2:
+            if status == 0 and wc >= 3:
+                fid = _U16(m, w + 5)[0].to_bytes(2, "little")
+                _c, ruid, rtid, name, rdirn = req
+                is_pipe = self.trees.get((ruid, rtid))
+                if is_pipe or (is_pipe is None and name and "." not in name and "\\" not in name):
+                    self._open_pipe((ruid, rtid, fid), name, rdirn, frame, ts)
+        elif cmd == 0x2E:
+            if ok and wc >= 12:
+                dlen = _U16(m, w + 10)[0] | (_U16(m, w + 14)[0] << 16)
+                doff = _U16(m, w + 12)[0]
+                data = m[doff : doff + dlen]
+                if len(data) < dlen:
+                    self.run.anomaly(
+                        "malformed_smb", "SMB1 READ data beyond the message", frame, ts, self._ep
+                    )
+                self._pipe_data((req[1], req[2], req[3]), 1, req[4], data, frame, ts)
+        elif cmd == 0x25:
+            if ok and wc >= 10:
+                total, dcount, doff, disp = (
+                    _U16(m, w + 2)[0],
+                    _U16(m, w + 12)[0],
+                    _U16(m, w + 14)[0],
+                    _U16(m, w + 16)[0],
+                )
+                self._pipe_data((req[1], req[2], req[3]), 1, req[4], m[doff : doff + dcount], frame, ts)
+                if disp + dcount < total:  # more response parts follow with the same MID
+                    self.pending[key] = req
+        elif cmd == 0x04:
+            if status == 0:
+                self._close_pipe((req[1], req[2], req[3]), frame, ts)
+        elif cmd == 0x75:
+            if status == 0:
+                if len(self.trees) >= self.run.limits.max_smb_pipes:
+                    self.trees.pop(next(iter(self.trees)))
+                    self.run.count("smb_state_evicted")
+                service = bytes(m[data_start : data_start + 8])
+                self.trees[(uid, tid)] = service.startswith(b"IPC")
+        elif cmd == 0x73:
+            s = self._session(uid)
+            if req[1] is not None and (req[1] != "ntlm" or req[2] or not s.mech):
+                s.mech, s.user, s.domain = req[1], req[2], req[3]
+            if status == 0:
+                if wc >= 3 and _U16(m, w + 4)[0] & 0x1:
+                    s.mech = "guest"
+                self._refresh(uid, s)

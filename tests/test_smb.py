@@ -1,0 +1,657 @@
+"""ncacn_np: DCE/RPC over SMB2/3 and SMB1 named pipes, from hand-built SMB exchanges.
+
+SMB messages are built here with ``struct`` (field by field from MS-SMB2 / MS-CIFS), the DCE/RPC
+PDUs inside them with Scapy (``builders``), and the whole conversation goes through a pcap file
+and :func:`rpcinspect.engine.analyze`, as a capture would. State and limits are also checked on
+:class:`~rpcinspect.transports.smb.SmbHandler` directly.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import builders as b
+
+from rpcinspect.catalog import load_catalog
+from rpcinspect.engine import analyze
+from rpcinspect.limits import Limits
+from rpcinspect.records import AnomalyRecord, BindRecord, CallRecord, Record, SummaryRecord
+from rpcinspect.runtime import Run
+from rpcinspect.transports.smb import SmbHandler, SmbSession, normalise_pipe
+
+LSARPC = "12345778-1234-abcd-ef00-0123456789ab"
+SESSION = 0x1122334455667788
+IPC_TREE = 5
+FID_A = bytes(range(16))
+FID_B = bytes(range(16, 32))
+
+
+# -- SMB2 builders ------------------------------------------------------------------------------
+def smb2(
+    cmd: int,
+    mid: int,
+    body: bytes,
+    *,
+    resp: bool = False,
+    status: int = 0,
+    sid: int = SESSION,
+    tree: int = IPC_TREE,
+    flags: int = 0,
+    async_id: int | None = None,
+    next_cmd: int = 0,
+) -> bytes:
+    flags |= 0x1 if resp else 0
+    if async_id is not None:
+        flags |= 0x2
+        tail = struct.pack("<Q", async_id)
+    else:
+        tail = struct.pack("<II", 0, tree)
+    hdr = struct.pack("<4sHHIHHIIQ", b"\xfeSMB", 64, 0, status, cmd, 1, flags, next_cmd, mid)
+    return hdr + tail + struct.pack("<Q", sid) + b"\0" * 16 + body
+
+
+def nb(msg: bytes) -> bytes:
+    """Direct-TCP / NBSS session message framing."""
+    return b"\x00" + len(msg).to_bytes(3, "big") + msg
+
+
+def compound(*msgs: bytes) -> bytes:
+    out = b""
+    for i, m in enumerate(msgs):
+        if i < len(msgs) - 1:
+            m += b"\0" * (-len(m) % 8)
+            m = m[:20] + struct.pack("<I", len(m)) + m[24:]
+        out += m
+    return out
+
+
+def negotiate_resp(dialect: int = 0x0210) -> bytes:
+    return smb2(0, 0, struct.pack("<HHH", 65, 1, dialect) + b"\0" * 58, resp=True, sid=0, tree=0)
+
+
+def ntlm_auth(user: str, domain: str) -> bytes:
+    u, d = user.encode("utf-16-le"), domain.encode("utf-16-le")
+    nt = b"\x01" * 24
+    base = 64
+    fields = struct.pack("<HHI", 0, 0, base)  # LM
+    fields += struct.pack("<HHI", len(nt), len(nt), base)  # NT
+    fields += struct.pack("<HHI", len(d), len(d), base + len(nt))  # domain
+    fields += struct.pack("<HHI", len(u), len(u), base + len(nt) + len(d))  # user
+    fields += struct.pack("<HHI", 0, 0, base) * 2  # workstation, session key
+    msg = b"NTLMSSP\x00" + struct.pack("<I", 3) + fields + struct.pack("<I", 0x1) + b"\0" * 0
+    msg = msg.ljust(base, b"\0") + nt + d + u
+    return b"\xa1\x82" + b"\0\0" + msg  # a (sloppy) SPNEGO wrapper: the parser only looks for NTLMSSP
+
+
+def session_setup_req(mid: int, blob: bytes) -> bytes:
+    body = struct.pack("<HBBIIHHQ", 25, 0, 1, 0, 0, 64 + 24, len(blob), 0) + blob
+    return smb2(1, mid, body, tree=0)
+
+
+def session_setup_resp(mid: int, session_flags: int = 0, *, signed: bool = True) -> bytes:
+    return smb2(1, mid, struct.pack("<HHHH", 9, session_flags, 0, 0), resp=True, tree=0,
+                flags=0x8 if signed else 0)  # fmt: skip
+
+
+def tree_connect_req(mid: int, path: str = "\\\\srv\\IPC$") -> bytes:
+    p = path.encode("utf-16-le")
+    return smb2(3, mid, struct.pack("<HHHH", 9, 0, 72, len(p)) + p, tree=0)
+
+
+def tree_connect_resp(mid: int, tree: int = IPC_TREE, share_type: int = 2) -> bytes:
+    return smb2(3, mid, struct.pack("<HBBIII", 16, share_type, 0, 0, 0, 0x1F01FF), resp=True, tree=tree)
+
+
+def create_req(mid: int, name: str, tree: int = IPC_TREE) -> bytes:
+    n = name.encode("utf-16-le")
+    body = struct.pack("<HBBIQQIIIIIHHII", 57, 0, 0, 2, 0, 0, 0x12019F, 0, 7, 1, 0, 120, len(n), 0, 0) + n
+    return smb2(5, mid, body, tree=tree)
+
+
+def create_resp(mid: int, fid: bytes, tree: int = IPC_TREE, status: int = 0) -> bytes:
+    if status:
+        return smb2(5, mid, struct.pack("<HBB", 9, 0, 0) + b"\0" * 4, resp=True, status=status, tree=tree)
+    body = struct.pack("<HBBI", 89, 0, 0, 1) + b"\0" * 32 + struct.pack("<QQII", 0, 0, 0x80, 0) + fid
+    return smb2(5, mid, body + struct.pack("<II", 0, 0), resp=True, tree=tree)
+
+
+def write_req(mid: int, fid: bytes, data: bytes, tree: int = IPC_TREE, offset: int = 0) -> bytes:
+    body = struct.pack("<HHIQ", 49, 112, len(data), offset) + fid + struct.pack("<IIHHI", 0, 0, 0, 0, 0)
+    return smb2(9, mid, body + data, tree=tree)
+
+
+def write_resp(mid: int, n: int, tree: int = IPC_TREE) -> bytes:
+    return smb2(9, mid, struct.pack("<HHIIHH", 17, 0, n, 0, 0, 0), resp=True, tree=tree)
+
+
+def read_req(mid: int, fid: bytes, tree: int = IPC_TREE, length: int = 4280) -> bytes:
+    body = struct.pack("<HBBIQ", 49, 0, 0, length, 0) + fid + struct.pack("<IIIHHB", 0, 0, 0, 0, 0, 0)
+    return smb2(8, mid, body, tree=tree)
+
+
+def read_resp(mid: int, data: bytes, *, status: int = 0, tree: int = IPC_TREE, async_id: int | None = None,
+              declared: int | None = None) -> bytes:  # fmt: skip
+    n = len(data) if declared is None else declared
+    body = struct.pack("<HBBIII", 17, 80, 0, n, 0, 0) + data
+    return smb2(8, mid, body, resp=True, status=status, tree=tree, async_id=async_id)
+
+
+def pending_resp(mid: int, cmd: int, async_id: int) -> bytes:
+    return smb2(
+        cmd, mid, struct.pack("<HBBI", 9, 0, 0, 0) + b"\0", resp=True, status=0x103, async_id=async_id
+    )
+
+
+def ioctl_req(mid: int, fid: bytes, data: bytes, tree: int = IPC_TREE) -> bytes:
+    body = struct.pack("<HHI", 57, 0, 0x0011C017) + fid
+    body += struct.pack("<IIIIIIII", 120, len(data), 0, 120, 0, 4280, 1, 0)
+    return smb2(11, mid, body + data, tree=tree)
+
+
+def ioctl_resp(mid: int, fid: bytes, data: bytes, tree: int = IPC_TREE) -> bytes:
+    body = struct.pack("<HHI", 49, 0, 0x0011C017) + fid + struct.pack("<IIIIII", 112, 0, 112, len(data), 0, 0)
+    return smb2(11, mid, body + data, resp=True, tree=tree)
+
+
+def close_req(mid: int, fid: bytes, tree: int = IPC_TREE) -> bytes:
+    return smb2(6, mid, struct.pack("<HHI", 24, 0, 0) + fid, tree=tree)
+
+
+def close_resp(mid: int, tree: int = IPC_TREE) -> bytes:
+    return smb2(6, mid, struct.pack("<HH", 60, 0) + b"\0" * 56, resp=True, tree=tree)
+
+
+def smb2_setup(conv: b.Conv, *, user: str = "alice", domain: str = "CORP") -> None:
+    conv.send(
+        True, nb(smb2(0, 0, struct.pack("<HHHHI", 36, 1, 1, 0, 0) + b"\0" * 28 + b"\x10\x02", sid=0, tree=0))
+    )
+    conv.send(False, nb(negotiate_resp()))
+    conv.send(True, nb(session_setup_req(1, ntlm_auth(user, domain))))
+    conv.send(False, nb(session_setup_resp(1)))
+    conv.send(True, nb(tree_connect_req(2)))
+    conv.send(False, nb(tree_connect_resp(2)))
+
+
+def run(tmp_path: Path, conv: b.Conv, limits: Limits | None = None) -> list[Record]:
+    path = b.write(tmp_path / "smb.pcap", b.pcap(conv.frames))
+    return list(analyze([path], limits=limits) if limits else analyze([path]))
+
+
+def calls(recs: list[Record]) -> list[CallRecord]:
+    return [r for r in recs if isinstance(r, CallRecord)]
+
+
+def summary(recs: list[Record]) -> SummaryRecord:
+    s = recs[-1]
+    assert isinstance(s, SummaryRecord)
+    return s
+
+
+def frame_no(conv: b.Conv) -> int:
+    """Frame number (1-based) of the last frame sent."""
+    return len(conv.frames)
+
+
+# -- SMB2 ---------------------------------------------------------------------------------------
+def test_smb2_pipe_write_read_and_transceive(tmp_path: Path) -> None:
+    conv = b.Conv(dport=445)
+    conv.handshake()
+    smb2_setup(conv)
+    conv.send(True, nb(create_req(3, "lsarpc")))
+    conv.send(False, nb(create_resp(3, FID_A)))
+    conv.send(True, nb(write_req(4, FID_A, b.bind(1, [(0, LSARPC, 0)]))))
+    bind_frame = frame_no(conv)
+    conv.send(False, nb(write_resp(4, 72)))
+    conv.send(True, nb(read_req(5, FID_A)))
+    conv.send(False, nb(read_resp(5, b.bind_ack(1, 1))))
+    ack_frame = frame_no(conv)
+    conv.send(True, nb(ioctl_req(6, FID_A, b.request(2, 44))))
+    req_frame = frame_no(conv)
+    conv.send(False, nb(ioctl_resp(6, FID_A, b.response(2))))
+    resp_frame = frame_no(conv)
+    conv.send(True, nb(close_req(7, FID_A)))
+    conv.send(False, nb(close_resp(7)))
+    recs = run(tmp_path, conv)
+    (call,) = calls(recs)
+    assert (call.transport, call.named_pipe, call.opnum, call.if_uuid) == ("ncacn_np", "lsarpc", 44, LSARPC)
+    assert (call.req_frame, call.resp_frame, call.status) == (req_frame, resp_frame, "ok")
+    assert (call.src, call.dport) == ("10.0.0.1", 445)
+    assert call.operation == "LsarOpenPolicy2"
+    (bind,) = [r for r in recs if isinstance(r, BindRecord)]
+    assert (bind.named_pipe, bind.transport, bind.req_frame, bind.resp_frame) == (
+        "lsarpc", "ncacn_np", bind_frame, ack_frame,
+    )  # fmt: skip
+    assert summary(recs).counters["smb_pipes_opened"] == 1
+
+
+def test_smb2_two_pipes_interleaved_same_call_ids(tmp_path: Path) -> None:
+    conv = b.Conv(dport=445)
+    conv.handshake()
+    smb2_setup(conv)
+    conv.send(True, nb(create_req(3, "lsarpc")))
+    conv.send(False, nb(create_resp(3, FID_A)))
+    conv.send(True, nb(create_req(4, "\\PIPE\\SAMR")))
+    conv.send(False, nb(create_resp(4, FID_B)))
+    conv.send(True, nb(write_req(5, FID_A, b.bind(1, [(0, LSARPC, 0)]))))
+    conv.send(True, nb(write_req(6, FID_B, b.bind(1, [(0, b.SAMR, 1)]))))
+    conv.send(True, nb(read_req(7, FID_B)))
+    conv.send(True, nb(read_req(8, FID_A)))
+    conv.send(False, nb(write_resp(5, 1)))
+    conv.send(False, nb(write_resp(6, 1)))
+    conv.send(False, nb(read_resp(8, b.bind_ack(1, 1))))
+    conv.send(False, nb(read_resp(7, b.bind_ack(1, 1))))
+    conv.send(True, nb(ioctl_req(9, FID_A, b.request(2, 44))))
+    conv.send(True, nb(ioctl_req(10, FID_B, b.request(2, 64))))
+    conv.send(False, nb(ioctl_resp(10, FID_B, b.response(2))))
+    conv.send(False, nb(ioctl_resp(9, FID_A, b.response(2))))
+    got = sorted((c.named_pipe, c.interface, c.operation, c.status) for c in calls(run(tmp_path, conv)))
+    assert got == [
+        ("lsarpc", "lsarpc", "LsarOpenPolicy2", "ok"),
+        ("samr", "samr", "SamrConnect5", "ok"),
+    ]
+
+
+def test_smb2_pdu_split_over_writes_and_reads(tmp_path: Path) -> None:
+    conv = b.Conv(dport=445)
+    conv.handshake()
+    smb2_setup(conv)
+    conv.send(True, nb(create_req(3, "samr")))
+    conv.send(False, nb(create_resp(3, FID_A)))
+    bind = b.bind(1, [(0, b.SAMR, 1)])
+    conv.send(True, nb(write_req(4, FID_A, bind[:10])))
+    conv.send(True, nb(write_req(5, FID_A, bind[10:30])))
+    conv.send(True, nb(write_req(6, FID_A, bind[30:])))
+    bind_frame = frame_no(conv)
+    ack = b.bind_ack(1, 1)
+    conv.send(True, nb(read_req(7, FID_A, length=20)))
+    conv.send(False, nb(read_resp(7, ack[:20], status=0x80000005)))  # STATUS_BUFFER_OVERFLOW: more to read
+    conv.send(True, nb(read_req(8, FID_A)))
+    conv.send(False, nb(read_resp(8, ack[20:])))
+    ack_frame = frame_no(conv)
+    req = b.request(2, 64, b"\x11" * 300)
+    conv.send(True, nb(write_req(9, FID_A, req[:100])))
+    conv.send(True, nb(write_req(10, FID_A, req[100:])))
+    req_frame = frame_no(conv)
+    conv.send(True, nb(read_req(11, FID_A)))
+    conv.send(False, nb(read_resp(11, b.response(2))))
+    recs = run(tmp_path, conv)
+    (bind_rec,) = [r for r in recs if isinstance(r, BindRecord)]
+    assert (bind_rec.req_frame, bind_rec.resp_frame, bind_rec.status) == (bind_frame, ack_frame, "ok")
+    (call,) = calls(recs)
+    assert (call.req_frame, call.operation, call.req_stub_len, call.named_pipe) == (
+        req_frame, "SamrConnect5", 300, "samr",
+    )  # fmt: skip
+
+
+def test_smb2_tcp_segments_split_smb_message(tmp_path: Path) -> None:
+    """One SMB message over several TCP segments, and two messages in one segment."""
+    conv = b.Conv(dport=445)
+    conv.handshake()
+    smb2_setup(conv)
+    msg = nb(create_req(3, "samr")) + nb(write_req(4, FID_A, b.bind(1, [(0, b.SAMR, 1)])))
+    conv.send(True, msg[:30])
+    conv.send(True, msg[30:])
+    conv.send(False, nb(create_resp(3, FID_A)))  # the write was seen before the create response
+    conv.send(True, nb(write_req(5, FID_A, b.request(2, 64))))
+    conv.send(True, nb(read_req(6, FID_A)))
+    r = nb(read_resp(6, b.bind_ack(1, 1) + b.response(2)))
+    conv.send(False, r[:7])
+    conv.send(False, r[7:70])
+    conv.send(False, r[70:])
+    (call,) = calls(run(tmp_path, conv))
+    assert (call.operation, call.status, call.resp_frame, call.named_pipe) == (
+        "SamrConnect5", "ok", len(conv.frames), "samr",
+    )  # fmt: skip
+
+
+def test_smb2_compounded_requests_and_responses(tmp_path: Path) -> None:
+    conv = b.Conv(dport=445)
+    conv.handshake()
+    smb2_setup(conv)
+    conv.send(True, nb(create_req(3, "lsarpc")))
+    conv.send(False, nb(create_resp(3, FID_A)))
+    # WRITE + READ in one compound request, the two responses in one compound response
+    conv.send(True, nb(compound(write_req(4, FID_A, b.bind(1, [(0, LSARPC, 0)])), read_req(5, FID_A))))
+    conv.send(False, nb(compound(write_resp(4, 1), read_resp(5, b.bind_ack(1, 1)))))
+    conv.send(True, nb(compound(write_req(6, FID_A, b.request(2, 44)), read_req(7, FID_A))))
+    req_frame = frame_no(conv)
+    conv.send(False, nb(compound(write_resp(6, 1), read_resp(7, b.response(2)), close_resp(99))))
+    recs = run(tmp_path, conv)
+    (call,) = calls(recs)
+    assert (call.operation, call.status, call.req_frame, call.named_pipe) == (
+        "LsarOpenPolicy2", "ok", req_frame, "lsarpc",
+    )  # fmt: skip
+    assert summary(recs).counters["smb2_compounded"] == 5
+
+
+def test_smb2_async_pending_read(tmp_path: Path) -> None:
+    conv = b.Conv(dport=445)
+    conv.handshake()
+    smb2_setup(conv)
+    conv.send(True, nb(create_req(3, "lsarpc")))
+    conv.send(False, nb(create_resp(3, FID_A)))
+    conv.send(True, nb(write_req(4, FID_A, b.bind(1, [(0, LSARPC, 0)]))))
+    conv.send(True, nb(read_req(5, FID_A)))
+    conv.send(False, nb(write_resp(4, 1)))
+    conv.send(False, nb(read_resp(5, b.bind_ack(1, 1))))
+    conv.send(True, nb(read_req(6, FID_A)))  # posted before the request is written
+    conv.send(False, nb(pending_resp(6, 8, async_id=0x77)))  # interim STATUS_PENDING
+    conv.send(True, nb(write_req(7, FID_A, b.request(2, 44))))
+    conv.send(False, nb(write_resp(7, 1)))
+    conv.send(False, nb(read_resp(6, b.response(2), async_id=0x77)))
+    resp_frame = frame_no(conv)
+    recs = run(tmp_path, conv)
+    (call,) = calls(recs)
+    assert (call.status, call.resp_frame, call.operation) == ("ok", resp_frame, "LsarOpenPolicy2")
+    assert summary(recs).counters["smb2_pending"] == 1
+
+
+def test_smb3_encrypted_session_is_reported(tmp_path: Path) -> None:
+    conv = b.Conv(dport=445)
+    conv.handshake()
+    smb2_setup(conv)
+
+    def transform(sid: int) -> bytes:
+        hdr = struct.pack("<4s16s16sIHHQ", b"\xfdSMB", b"\1" * 16, b"\2" * 16, 100, 0, 1, sid)
+        return hdr + b"\x5a" * 100
+
+    for sid in (SESSION, SESSION, 0x99, SESSION):
+        conv.send(True, nb(transform(sid)))
+        conv.send(False, nb(transform(sid)))
+    recs = run(tmp_path, conv)
+    assert not calls(recs)
+    c = summary(recs).counters
+    assert (c["smb_encrypted"], c["smb_encrypted_messages"]) == (2, 8)
+    kinds = [r.kind for r in recs if isinstance(r, AnomalyRecord)]
+    assert kinds.count("smb_encrypted") == 2
+
+
+def test_nbss_on_port_139(tmp_path: Path) -> None:
+    conv = b.Conv(dport=139)
+    conv.handshake()
+    names = (b"\x20" + b"CA" * 16 + b"\x00") * 2  # called and calling NetBIOS names, 34 bytes each
+    conv.send(True, b"\x81\x00" + len(names).to_bytes(2, "big") + names)  # session request
+    conv.send(False, b"\x82\x00\x00\x00")  # positive session response
+    smb2_setup(conv)
+    conv.send(True, nb(create_req(3, "srvsvc")))
+    conv.send(False, nb(create_resp(3, FID_A)))
+    conv.send(True, nb(ioctl_req(4, FID_A, b.bind(1, [(0, b.SAMR, 1)]))))
+    conv.send(False, nb(ioctl_resp(4, FID_A, b.bind_ack(1, 1))))
+    conv.send(True, nb(ioctl_req(5, FID_A, b.request(2, 64))))
+    conv.send(False, nb(ioctl_resp(5, FID_A, b.response(2))))
+    recs = run(tmp_path, conv)
+    (call,) = calls(recs)
+    assert (call.dport, call.named_pipe, call.operation) == (139, "srvsvc", "SamrConnect5")
+    assert summary(recs).counters["nbss_control"] == 2
+    assert "malformed_smb" not in summary(recs).counters
+
+
+def test_files_on_a_disk_share_are_not_pipes(tmp_path: Path) -> None:
+    conv = b.Conv(dport=445)
+    conv.handshake()
+    smb2_setup(conv)
+    conv.send(True, nb(tree_connect_req(8, "\\\\srv\\C$")))
+    conv.send(False, nb(tree_connect_resp(8, tree=9, share_type=1)))
+    conv.send(True, nb(create_req(9, "samr", tree=9)))
+    conv.send(False, nb(create_resp(9, FID_B, tree=9)))
+    conv.send(True, nb(write_req(10, FID_B, b.bind(1, [(0, b.SAMR, 1)]) + b.request(2, 64), tree=9)))
+    recs = run(tmp_path, conv)
+    assert not calls(recs) and not [r for r in recs if isinstance(r, BindRecord)]
+    assert "smb_pipes_opened" not in summary(recs).counters
+
+
+# -- SMB1 ---------------------------------------------------------------------------------------
+def smb1(cmd: int, mid: int, words: bytes, data: bytes, *, resp: bool = False, status: int = 0,
+         tid: int = 7, uid: int = 100, pid: int = 4242, flags2: int = 0xC807) -> bytes:  # fmt: skip
+    hdr = struct.pack("<4sBIBHHQHHHHH", b"\xffSMB", cmd, status, 0x98 if resp else 0x18, flags2,
+                      0, 0, 0, tid, pid, uid, mid)  # fmt: skip
+    return hdr + bytes([len(words) // 2]) + words + struct.pack("<H", len(data)) + data
+
+
+def andx(next_cmd: int = 0xFF, next_off: int = 0) -> bytes:
+    return struct.pack("<BBH", next_cmd, 0, next_off)
+
+
+def smb1_tree_connect(conv: b.Conv) -> None:
+    conv.send(True, nb(smb1(0x72, 1, b"", b"\x02NT LM 0.12\x00")))
+    conv.send(False, nb(smb1(0x72, 1, struct.pack("<H", 0) + b"\0" * 32, b"", resp=True)))
+    path = "\\\\SRV\\IPC$".encode("utf-16-le") + b"\0\0"
+    conv.send(True, nb(smb1(0x75, 2, andx() + struct.pack("<HH", 0, 1), b"\0" + path + b"?????\0")))
+    conv.send(False, nb(smb1(0x75, 2, andx() + struct.pack("<H", 1), b"IPC\0", resp=True)))
+
+
+def nt_create(mid: int, name: str) -> bytes:
+    n = name.encode("utf-16-le")
+    words = andx() + struct.pack("<BHIIIQIIIIIB", 0, len(n), 0, 0, 0x2019F, 0, 0, 3, 1, 0, 2, 0)
+    # bytes start at 32 + 1 + 48 + 2 = 83 (odd): one pad byte aligns the Unicode name
+    return smb1(0xA2, mid, words, b"\0" + n + b"\0\0")
+
+
+def nt_create_resp(mid: int, fid: int) -> bytes:
+    words = andx() + struct.pack("<BHI", 0, fid, 1) + b"\0" * 32 + struct.pack("<IQQHHB", 0x80, 0, 0, 2, 0, 0)
+    return smb1(0xA2, mid, words, b"", resp=True)
+
+
+def write_andx(mid: int, fid: int, data: bytes, *, chain: bytes = b"", chain_cmd: int = 0xFF) -> bytes:
+    # words: 14 words (28 bytes) -> data offset = 32 + 1 + 28 + 2 = 63, one pad byte -> 64
+    doff = 64
+    nxt = doff + len(data) if chain else 0
+    words = andx(chain_cmd, nxt) + struct.pack("<HIIHHHHHI", fid, 0, 0, 0x0008, len(data), 0, len(data),
+                                              doff, 0)  # fmt: skip
+    msg = smb1(0x2F, mid, words, b"\0" + data)
+    return msg + chain
+
+
+def read_andx_words(fid: int) -> bytes:
+    return struct.pack("<HIHHIHI", fid, 0, 4280, 4280, 0, 0, 0)
+
+
+def read_andx(mid: int, fid: int) -> bytes:
+    return smb1(0x2E, mid, andx() + read_andx_words(fid), b"")
+
+
+def read_andx_resp(mid: int, data: bytes) -> bytes:
+    # 12 words -> data offset 32 + 1 + 24 + 2 = 59, one pad byte -> 60
+    words = andx() + struct.pack("<HHHHHHHHHH", 0xFFFF, 0, 0, len(data), 60, 0, 0, 0, 0, 0)
+    return smb1(0x2E, mid, words, b"\0" + data, resp=True)
+
+
+def transact_nmpipe(mid: int, fid: int, data: bytes) -> bytes:
+    name = "\\PIPE\\".encode("utf-16-le") + b"\0\0"
+    # 16 words -> bytes at 32 + 1 + 32 + 2 = 67; pad 1, name 16 -> data at 84
+    doff = 67 + 1 + len(name)
+    words = struct.pack("<HHHHBBHIHHHHHBBHH", 0, len(data), 0, 4280, 0, 0, 0, 0, 0, 0, 84, len(data), doff,
+                        2, 0, 0x26, fid)  # fmt: skip
+    return smb1(0x25, mid, words, b"\0" + name + data)
+
+
+def transact_resp(mid: int, data: bytes, total: int | None = None, disp: int = 0) -> bytes:
+    # 10 words -> data at 32 + 1 + 20 + 2 = 55, pad 1 -> 56
+    total = len(data) if total is None else total
+    words = struct.pack("<HHHHHHHHHBB", 0, total, 0, 0, 56, 0, len(data), 56, disp, 0, 0)
+    return smb1(0x25, mid, words, b"\0" + data, resp=True)
+
+
+def test_smb1_create_write_read_transact(tmp_path: Path) -> None:
+    conv = b.Conv(dport=445)
+    conv.handshake()
+    smb1_tree_connect(conv)
+    conv.send(True, nb(nt_create(3, "\\srvsvc")))
+    conv.send(False, nb(nt_create_resp(3, 0x4001)))
+    conv.send(True, nb(nt_create(4, "\\samr")))
+    conv.send(False, nb(nt_create_resp(4, 0x4002)))
+    conv.send(True, nb(write_andx(5, 0x4001, b.bind(1, [(0, b.SAMR, 1)]))))
+    conv.send(True, nb(write_andx(6, 0x4002, b.bind(1, [(0, LSARPC, 0)]))))
+    conv.send(True, nb(read_andx(7, 0x4002)))
+    conv.send(True, nb(read_andx(8, 0x4001)))
+    conv.send(False, nb(read_andx_resp(8, b.bind_ack(1, 1))))
+    conv.send(False, nb(read_andx_resp(7, b.bind_ack(1, 1))))
+    conv.send(True, nb(transact_nmpipe(9, 0x4001, b.request(2, 64))))
+    req_frame = frame_no(conv)
+    conv.send(True, nb(transact_nmpipe(10, 0x4002, b.request(2, 44))))
+    conv.send(False, nb(transact_resp(10, b.response(2))))
+    conv.send(False, nb(transact_resp(9, b.response(2))))
+    resp_frame = frame_no(conv)
+    recs = run(tmp_path, conv)
+    got = sorted((c.named_pipe, c.interface, c.operation, c.status) for c in calls(recs))
+    assert got == [("samr", "lsarpc", "LsarOpenPolicy2", "ok"), ("srvsvc", "samr", "SamrConnect5", "ok")]
+    samr = next(c for c in calls(recs) if c.interface == "samr")
+    assert (samr.req_frame, samr.resp_frame, samr.transport) == (req_frame, resp_frame, "ncacn_np")
+
+
+def test_smb1_transaction_response_in_several_parts(tmp_path: Path) -> None:
+    conv = b.Conv(dport=445)
+    conv.handshake()
+    smb1_tree_connect(conv)
+    conv.send(True, nb(nt_create(3, "\\lsarpc")))
+    conv.send(False, nb(nt_create_resp(3, 0x51)))
+    conv.send(True, nb(transact_nmpipe(4, 0x51, b.bind(1, [(0, LSARPC, 0)]))))
+    conv.send(False, nb(transact_resp(4, b.bind_ack(1, 1))))
+    conv.send(True, nb(transact_nmpipe(5, 0x51, b.request(2, 44))))
+    answer = b.response(2, b"\x22" * 200)
+    conv.send(False, nb(transact_resp(5, answer[:100], total=len(answer))))
+    conv.send(False, nb(transact_resp(5, answer[100:], total=len(answer), disp=100)))  # same MID
+    (call,) = calls(run(tmp_path, conv))
+    assert (call.operation, call.status, call.resp_stub_len, call.resp_frame) == (
+        "LsarOpenPolicy2",
+        "ok",
+        200,
+        len(conv.frames),
+    )
+
+
+def test_smb1_andx_chain_write_then_read(tmp_path: Path) -> None:
+    conv = b.Conv(dport=445)
+    conv.handshake()
+    smb1_tree_connect(conv)
+    conv.send(True, nb(nt_create(3, "\\lsarpc")))
+    conv.send(False, nb(nt_create_resp(3, 0x77)))
+    exchanges = ((4, b.bind(1, [(0, LSARPC, 0)]), b.bind_ack(1, 1)), (5, b.request(2, 44), b.response(2)))
+    for mid, bind, answer in exchanges:
+        # Write AndX chained to a Read AndX in the same message: the Read's words follow the data
+        chained = bytes([12]) + andx() + read_andx_words(0x77) + b"\0\0"
+        conv.send(True, nb(write_andx(mid, 0x77, bind, chain=chained, chain_cmd=0x2E)))
+        # the response chain: Write AndX response, then Read AndX response with the data
+        w_words = andx(0x2E, 0) + struct.pack("<HHHH", len(bind), 0xFFFF, 0, 0)
+        w = smb1(0x2F, mid, w_words, b"", resp=True)
+        r_off = len(w)
+        r_words = andx() + struct.pack("<HHHHHHHHHH", 0, 0, 0, len(answer), r_off + 1 + 24 + 2, 0, 0, 0, 0, 0)
+        msg = w + bytes([12]) + r_words + struct.pack("<H", len(answer)) + answer
+        msg = msg[:33] + andx(0x2E, r_off) + msg[37:]
+        conv.send(False, nb(msg))
+    recs = run(tmp_path, conv)
+    (call,) = calls(recs)
+    assert (call.named_pipe, call.operation, call.status) == ("lsarpc", "LsarOpenPolicy2", "ok")
+    assert summary(recs).counters["smb1_andx"] >= 4
+
+
+# -- session facts, normalisation ---------------------------------------------------------------
+def handler(limits: Limits | None = None) -> tuple[SmbHandler, Run, list[Record]]:
+    out: list[Record] = []
+    r = Run(load_catalog(), out.append, limits=limits or Limits())
+    return SmbHandler(r, ("10.0.0.1", 40000, "10.0.0.2", 445)), r, out
+
+
+def test_session_facts_on_the_pipe_association() -> None:
+    h, _, _ = handler()
+    for dirn, msg in (
+        (1, negotiate_resp(0x0311)),
+        (0, session_setup_req(1, ntlm_auth("bob", "EXAMPLE"))),
+        (1, session_setup_resp(1)),
+        (0, tree_connect_req(2)),
+        (1, tree_connect_resp(2)),
+        (0, create_req(3, "\\pipe\\NetLogon")),
+        (1, create_resp(3, FID_A)),
+    ):
+        h.data(dirn, nb(msg), 1, 0.0)
+    (pipe,) = h.pipes.values()
+    assert pipe.assoc.named_pipe == "netlogon"
+    assert pipe.assoc.smb == SmbSession("3.1.1", "bob", "EXAMPLE", "ntlm", True, False)
+
+
+def test_guest_session_flag() -> None:
+    h, _, _ = handler()
+    h.data(0, nb(session_setup_req(1, ntlm_auth("x", "Y"))), 1, 0.0)
+    h.data(1, nb(session_setup_resp(1, session_flags=0x1, signed=False)), 2, 0.0)
+    h.data(0, nb(create_req(3, "srvsvc")), 3, 0.0)
+    h.data(1, nb(create_resp(3, FID_A)), 4, 0.0)
+    (pipe,) = h.pipes.values()
+    assert isinstance(pipe.assoc.smb, SmbSession)
+    assert (pipe.assoc.smb.mechanism, pipe.assoc.smb.signed) == ("guest", False)
+
+
+def test_normalise_pipe() -> None:
+    assert normalise_pipe("\\PIPE\\LSARPC") == "lsarpc"
+    assert normalise_pipe("lsarpc") == "lsarpc"
+    assert normalise_pipe("\\srvsvc\x00") == "srvsvc"
+
+
+# -- hostile ------------------------------------------------------------------------------------
+def test_ten_thousand_open_file_ids_stay_bounded() -> None:
+    h, r, out = handler(Limits(max_smb_pipes=64, max_anomalies_per_kind=5))
+    h.data(0, nb(tree_connect_req(1)), 1, 0.0)
+    h.data(1, nb(tree_connect_resp(1)), 2, 0.0)
+    for i in range(10_000):
+        fid = i.to_bytes(16, "little")
+        h.data(0, nb(create_req(10 + i, "lsarpc")), 3 + i, 0.0)
+        h.data(1, nb(create_resp(10 + i, fid)), 3 + i, 0.0)
+    assert len(h.pipes) == 64
+    assert r.counters["smb_pipes_opened"] == 10_000
+    assert r.counters["smb_limit"] == 10_000 - 64
+    assert len([x for x in out if isinstance(x, AnomalyRecord)]) == 5
+    # and pending requests are bounded too
+    for i in range(10_000):
+        h.data(0, nb(read_req(100_000 + i, FID_A)), 1, 0.0)
+    assert len(h.pending) <= r.limits.max_smb_pending
+
+
+def test_truncated_and_garbage_smb_is_counted_not_fatal() -> None:
+    h, r, _ = handler()
+    h.data(0, nb(b"\xfeSMB" + b"\0" * 20), 1, 0.0)  # SMB2 header cut at 24 bytes
+    h.data(0, nb(b"\xffSMB\x2f"), 2, 0.0)  # SMB1 header cut
+    h.data(0, nb(b"\xfdSMB"), 3, 0.0)  # TRANSFORM header cut
+    h.data(0, nb(b"GET / HTTP/1.1\r\n"), 4, 0.0)  # not SMB at all
+    h.data(0, b"\x42\x42\x42\x42garbage", 5, 0.0)  # not a direct-TCP header
+    h.data(0, nb(create_req(3, "lsarpc"))[:-3] + b"", 6, 0.0)  # cut short at the end...
+    h.close("end_of_capture", 7, 0.0)
+    assert r.counters["malformed_smb"] == 5
+    assert r.counters["truncated_smb"] == 1
+
+
+def test_read_longer_than_any_write_and_fields_out_of_bounds() -> None:
+    h, r, _ = handler()
+    for dirn, msg in (
+        (0, tree_connect_req(2)), (1, tree_connect_resp(2)),
+        (0, create_req(3, "lsarpc")), (1, create_resp(3, FID_A)),
+        (0, write_req(4, FID_A, b.bind(1, [(0, LSARPC, 0)]))),
+        (0, read_req(5, FID_A)),
+    ):  # fmt: skip
+        h.data(dirn, nb(msg), 1, 0.0)
+    h.data(1, nb(read_resp(5, b.bind_ack(1, 1), declared=1_000_000)), 2, 0.0)  # says 1 MB, has 60 bytes
+    assert r.counters["malformed_smb"] == 1
+    h.data(0, nb(read_req(6, FID_A)), 3, 0.0)
+    h.data(1, nb(read_resp(6, b"\x05\x00\x02\x03\x10\x00\x00\x00\xff\xff" + b"\0" * 30000)), 4, 0.0)
+    # the pipe's framer buffers at most one PDU; the analysis goes on
+    (pipe,) = h.pipes.values()
+    assert sum(len(x) for x in pipe.framer.bufs) <= r.limits.max_pdu_buffer
+
+
+def test_overlapping_writes_and_oversized_message(tmp_path: Path) -> None:
+    conv = b.Conv(dport=445)
+    conv.handshake()
+    smb2_setup(conv)
+    conv.send(True, nb(create_req(3, "lsarpc")))
+    conv.send(False, nb(create_resp(3, FID_A)))
+    bind = b.bind(1, [(0, LSARPC, 0)])
+    conv.send(True, nb(write_req(4, FID_A, bind, offset=0)))
+    conv.send(True, nb(write_req(5, FID_A, b"\x01" * 5000, offset=0)))  # same offset again, junk
+    conv.send(True, nb(b"\xfeSMB" + b"\0" * 9000))  # over the lowered message limit: skipped
+    conv.send(True, nb(write_req(6, FID_A, b.request(2, 44), offset=10)))
+    conv.send(True, nb(read_req(7, FID_A)))
+    conv.send(False, nb(read_resp(7, b.bind_ack(1, 1) + b.response(2))))
+    recs = run(tmp_path, conv, Limits(max_smb_message=8192))
+    c = summary(recs).counters
+    assert c["smb_limit"] == 1 and c["malformed_pdu"] >= 1
+    (call,) = calls(recs)
+    assert (call.operation, call.status) == ("LsarOpenPolicy2", "ok")
