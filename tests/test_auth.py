@@ -17,7 +17,7 @@ from rpcinspect.auth import SEC_VT_MAGIC, kerberos, netlogon, ntlm, parse_value,
 from rpcinspect.auth.crypto import RC4, md4
 from rpcinspect.auth.decrypt import Secret, load_secrets
 from rpcinspect.catalog import load_catalog
-from rpcinspect.dcerpc import association
+from rpcinspect.dcerpc import authstate
 from rpcinspect.dcerpc.association import Association
 from rpcinspect.engine import analyze
 from rpcinspect.records import AnomalyRecord, BindRecord, CallRecord, Record
@@ -45,13 +45,13 @@ def calls(recs: list[Record]) -> list[CallRecord]:
 def blobs(path: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bytes]]:
     """Every auth value the association parsed in *path*: (auth_type, bytes)."""
     seen: list[tuple[int, bytes]] = []
-    real = association.parse_value
+    real = authstate.parse_value
 
     def spy(at: int, v: bytes):  # type: ignore[no-untyped-def]
         seen.append((at, v))
         return real(at, v)
 
-    monkeypatch.setattr(association, "parse_value", spy)
+    monkeypatch.setattr(authstate, "parse_value", spy)
     records(path)
     return seen
 

@@ -9,23 +9,13 @@ closes, or when a limit evicts it (``close_reason`` says which).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from rpcinspect.auth import SEC_VT_MAGIC, parse_value
-from rpcinspect.auth.decrypt import NtlmSealer, ntlm_sealer
+from rpcinspect.auth import SEC_VT_MAGIC
 from rpcinspect.dcerpc import pdu
+from rpcinspect.dcerpc.authstate import AuthCtx, auth_leg, unseal
 from rpcinspect.dcerpc.pdu import PFC_FIRST_FRAG, PFC_LAST_FRAG, Header
-from rpcinspect.records import (
-    BindAuth,
-    BindRecord,
-    CallRecord,
-    ContextRecord,
-    KerberosAuth,
-    NetlogonAuth,
-    NtlmAuth,
-    SpnegoAuth,
-)
+from rpcinspect.records import BindRecord, CallRecord, ContextRecord
 
 if TYPE_CHECKING:
     from rpcinspect.catalog import Catalog, Interface
@@ -38,11 +28,6 @@ _SERVER_PTYPES = frozenset((2, 3, 12, 13, 15, 17))
 _BTFN_PREFIX = "6cb71c2c-9812-4540-"
 _BTFN_BITS = ((0x1, "security_context_multiplexing"), (0x2, "keep_connection_on_orphan"))
 _NONE_AUTH = (0, 0)
-_MAX_AUTH_CTXS = 16
-_LEG_NAMES = {11: "bind", 12: "bind_ack", 14: "alter_context", 15: "alter_context_resp", 16: "auth3"}
-_NTLM_KEYS = frozenset(f.name for f in dataclasses.fields(NtlmAuth))
-_KRB_KEYS = frozenset(f.name for f in dataclasses.fields(KerberosAuth))
-_NL_KEYS = frozenset(f.name for f in dataclasses.fields(NetlogonAuth))
 
 
 def _context_records(
@@ -138,80 +123,6 @@ class _Call:
         self.resp_bytes: bytearray | None = None
 
 
-class _AuthCtx:
-    """One security context (sec_trailer auth_context_id) across its legs."""
-
-    __slots__ = (
-        "auth_level", "auth_type", "complete", "ctx_id", "info", "legs", "problems", "sealer", "user",
-    )  # fmt: skip
-
-    def __init__(self, ctx_id: int, auth_type: int, auth_level: int) -> None:
-        self.ctx_id = ctx_id
-        self.auth_type = auth_type
-        self.auth_level = auth_level
-        self.legs: list[str] = []
-        self.info: dict[str, dict[str, Any]] = {}
-        self.problems: list[str] = []
-        self.complete = False
-        self.user: str | None = None
-        self.sealer: NtlmSealer | None = None  # set when a given secret opens this context
-
-    def merge(self, parsed: dict[str, dict[str, Any]], server: bool) -> None:
-        for mech, fields in parsed.items():
-            into = self.info.setdefault(mech, {})
-            msgs = into.setdefault("messages", [])
-            if "message" in fields and len(msgs) < 8:
-                msgs.append(fields["message"])
-            for k, v in fields.items():
-                if v is not None and k != "message":
-                    into[k] = v
-        ntlm = self.info.get("ntlm")
-        if ntlm is not None and "authenticate" in ntlm["messages"]:
-            self.complete = True
-            if ntlm.get("version") != "anonymous" and ntlm.get("user"):
-                dom = ntlm.get("domain")
-                self.user = f"{dom}\\{ntlm['user']}" if dom else ntlm["user"]
-        sp = self.info.get("spnego")
-        krb = self.info.get("kerberos")
-        if sp is not None:
-            if sp.get("state") == "accept_completed":
-                self.complete = True
-        elif krb is not None and ("ap_rep" in krb["messages"] or (server and krb.get("mutual") is False)):
-            self.complete = True
-        nl = self.info.get("netlogon")
-        if nl is not None:
-            if "negotiate_response" in nl["messages"]:
-                self.complete = True
-            if nl.get("computer"):
-                dom = nl.get("domain")
-                comp = nl["computer"] + "$"
-                self.user = f"{dom}\\{comp}" if dom else comp
-        if server and not parsed and self.auth_type not in (9, 10, 16, 68):
-            self.complete = True  # a mechanism we do not read: the server's answer ends it
-
-    def record(self, mechanism: str) -> BindAuth:
-        """A snapshot for a bind record (the context keeps changing as legs arrive)."""
-        i = self.info
-
-        def pick(mech: str, keys: frozenset[str]) -> dict[str, Any]:
-            d = {k: v for k, v in i[mech].items() if k in keys}
-            d["messages"] = list(d.get("messages", ()))
-            return d
-
-        sp = i.get("spnego")
-        return BindAuth(
-            mechanism,
-            self.ctx_id,
-            list(self.legs),
-            self.complete,
-            NtlmAuth(**pick("ntlm", _NTLM_KEYS)) if "ntlm" in i else None,
-            KerberosAuth(**pick("kerberos", _KRB_KEYS)) if "kerberos" in i else None,
-            SpnegoAuth(list(sp.get("offered", ())), sp.get("chosen"), sp.get("state")) if sp else None,
-            NetlogonAuth(**pick("netlogon", _NL_KEYS)) if "netlogon" in i else None,
-            list(self.problems),
-        )
-
-
 class _PendingBind:
     __slots__ = ("actx", "auth", "body", "call_id", "frame", "header_sign", "kind", "ts")
 
@@ -232,7 +143,7 @@ class _PendingBind:
         self.body = body
         self.auth = auth
         self.header_sign = sign
-        self.actx: _AuthCtx | None = None
+        self.actx: AuthCtx | None = None
 
 
 class Association:
@@ -268,8 +179,8 @@ class Association:
         self.auth: tuple[int, int] = _NONE_AUTH  # (auth_type, auth_level) in force, from the last bind leg
         self.assoc_group: int | None = None
         self._rejected_all = False
-        self.auth_ctxs: dict[int, _AuthCtx] = {}  # by sec_trailer auth_context_id
-        self._actx: _AuthCtx | None = None  # the context of the last bind leg: in force without a verifier
+        self.auth_ctxs: dict[int, AuthCtx] = {}  # by sec_trailer auth_context_id
+        self._actx: AuthCtx | None = None  # the context of the last bind leg: in force without a verifier
         self._held: tuple[Any, ...] | None = None  # a bind record waiting for its auth3 leg
         self.smb: object | None = None
 
@@ -670,54 +581,12 @@ class Association:
         if tr is None:
             self._anomaly("malformed_auth", f"auth_length {h.auth_len} larger than the PDU", frame, ts)
             return None
-        pt = h.ptype
-        server = pt in (12, 15)
-        ctxs = self.auth_ctxs
-        actx = ctxs.get(tr.ctx_id)
-        if actx is None or (
-            not server and pt != 16 and (actx.auth_type != tr.auth_type or (pt == 11 and actx.complete))
-        ):
-            if actx is None and len(ctxs) >= _MAX_AUTH_CTXS:
-                self.run.count("auth_context_limit")
-                ctxs.pop(next(iter(ctxs)))
-            actx = _AuthCtx(tr.ctx_id, tr.auth_type, tr.auth_level)
-            ctxs[tr.ctx_id] = actx
-        elif not server and tr.auth_level:
-            actx.auth_level = tr.auth_level
-        if len(actx.legs) < 16:
-            actx.legs.append(_LEG_NAMES.get(pt, str(pt)))
-        parsed, problems = parse_value(tr.auth_type, bytes(buf[tr.value_off : tr.value_off + tr.value_len]))
-        actx.merge(parsed, server)
-        if problems:
-            self.run.count("malformed_auth_value")
-            if len(actx.problems) < 8:
-                actx.problems.extend(problems[: 8 - len(actx.problems)])
-            self._anomaly("malformed_auth", problems[0], frame, ts)
-        self._actx = actx
-        if self.run.secrets is not None and actx.complete and actx.sealer is None and "ntlm" in actx.info:
-            got = ntlm_sealer(actx.info["ntlm"], self.run.secrets)
-            if isinstance(got, str):
-                if not actx.problems or actx.problems[-1] != got:
-                    actx.problems.append(got)
-                    self.run.anomaly("decrypt_failed", got, frame, ts, self._ep)
-            else:
-                actx.sealer = got
-                self.run.count("auth_contexts_decrypted")
+        self._actx = auth_leg(self.run, self.auth_ctxs, h.ptype, tr, buf, self._anomaly, frame, ts)
         return tr
 
     def _unseal(self, side: int, buf: bytes, off: int, h: Header, start: int, stub: int) -> bytes | None:
-        """The plaintext stub of a sealed PDU whose context a secret opened (else None); a signed
-        PDU only advances its context's sealing handle."""
-        tr = pdu.auth_trailer(buf, off, h)
-        actx = self.auth_ctxs.get(tr.ctx_id) if tr is not None else None
-        if tr is None or actx is None or actx.sealer is None:
-            return None
-        checksum = bytes(buf[tr.value_off + 4 : tr.value_off + 12])
-        if tr.auth_level == 6:
-            return actx.sealer.unseal(side, bytes(buf[start : start + stub + tr.pad_len]), checksum)[:stub]
-        if tr.auth_level >= 5:
-            actx.sealer.skip(side, checksum)
-        return None
+        """The plaintext stub of a sealed PDU whose context a secret opened (else None)."""
+        return unseal(self.auth_ctxs, side, buf, off, h, start, stub)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def _set_client(self, client_dir: int) -> None:

@@ -205,6 +205,10 @@ def parse_lookup_response(stub: bytes) -> list[Tower]:
     return out
 
 
+MAX_ANSWERS = 1024
+"""Distinct epm answers remembered to skip repeats (each at most ``Limits.max_stub_bytes``)."""
+
+
 class EndpointMapper:
     """Learns endpoints from epm answers and resolves unbound calls from them."""
 
@@ -214,6 +218,7 @@ class EndpointMapper:
         self.lookup_ports: dict[tuple[str, str, int], set[tuple[str, str]]] = {}
         self.by_pipe: dict[tuple[str, str], tuple[str, str]] = {}
         self.seen: set[tuple[object, ...]] = set()
+        self.answered: set[tuple[str, int | None, bytes]] = set()
         run.add_stub_tap(EPM_UUID, frozenset((2, 3)), self.tap)
 
     def tap(self, rec: CallRecord, req: bytes, resp: bytes) -> None:
@@ -225,6 +230,15 @@ class EndpointMapper:
             run.count("epm_encrypted_skipped")
             return
         source = "ept_map" if rec.opnum == 3 else "ept_lookup"
+        # Clients ask the same server the same question again and again: an answer already learned
+        # from (same server, same bytes after the context handle) teaches nothing new.
+        key = (rec.dst, rec.opnum, bytes(resp[20:]))
+        if key in self.answered:
+            run.count("epm_answers_repeated")
+            return
+        if len(self.answered) >= MAX_ANSWERS:
+            self.answered.clear()
+        self.answered.add(key)
         towers = parse_map_response(resp) if rec.opnum == 3 else parse_lookup_response(resp)
         if not towers and len(resp) > 28:
             run.count("epm_malformed")

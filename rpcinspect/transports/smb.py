@@ -28,6 +28,16 @@ from typing import TYPE_CHECKING, Final
 
 from rpcinspect.dcerpc.association import Association
 from rpcinspect.transports.cotcp import CoFramer, plausible
+from rpcinspect.transports.smb1 import Smb1Commands
+from rpcinspect.transports.smbcommon import (
+    _STATUS_BUFFER_OVERFLOW,
+    _U16,
+    _U32,
+    _U64,
+    _auth_facts,
+    _utf16,
+    normalise_pipe,
+)
 
 if TYPE_CHECKING:
     from rpcinspect.runtime import Endpoints, Run
@@ -36,18 +46,13 @@ __all__ = ["SMB_PORTS", "SmbHandler", "SmbSession", "normalise_pipe"]
 
 SMB_PORTS: Final = frozenset((139, 445))
 
-_U16 = struct.Struct("<H").unpack_from
-_U32 = struct.Struct("<I").unpack_from
-_U64 = struct.Struct("<Q").unpack_from
 _SMB2_HDR = struct.Struct("<4sHHIHHIIQ").unpack_from  # up to MessageId (offset 32)
 
 _STATUS_PENDING = 0x00000103
-_STATUS_BUFFER_OVERFLOW = 0x80000005
 _FSCTL_PIPE_TRANSCEIVE = 0x0011C017
 _FLAG_RESPONSE, _FLAG_ASYNC, _FLAG_RELATED, _FLAG_SIGNED = 0x1, 0x2, 0x4, 0x8
 _ALL_FF = b"\xff" * 16
 _DIALECTS = {0x0202: "2.0.2", 0x0210: "2.1", 0x02FF: "2.???", 0x0300: "3.0", 0x0302: "3.0.2", 0x0311: "3.1.1"}
-_KRB_OIDS = (b"\x2a\x86\x48\x86\xf7\x12\x01\x02\x02", b"\x2a\x86\x48\x82\xf7\x12\x01\x02\x02")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,40 +67,6 @@ class SmbSession:
     """``ntlm``, ``kerberos``, ``anonymous``, ``guest`` or None (session setup not captured)."""
     signed: bool = False
     encrypted: bool = False
-
-
-def normalise_pipe(name: str) -> str:
-    """``\\PIPE\\LSARPC`` -> ``lsarpc``: lowercase, no leading backslashes or ``pipe\\``."""
-    n = name.replace("/", "\\").strip("\x00").lstrip("\\").lower()
-    if n.startswith("pipe\\"):
-        n = n[5:].lstrip("\\")
-    return n
-
-
-def _utf16(buf: bytes, off: int, n: int) -> str:
-    return bytes(buf[off : off + n]).decode("utf-16-le", "replace").split("\x00", 1)[0]
-
-
-def _auth_facts(blob: bytes) -> tuple[str | None, str | None, str | None]:
-    """(mechanism, user, domain) from a session-setup security blob (SPNEGO/NTLMSSP/Kerberos)."""
-    i = blob.find(b"NTLMSSP\x00")
-    if i >= 0 and len(blob) >= i + 12:
-        if _U32(blob, i + 8)[0] != 3 or len(blob) < i + 44:
-            return "ntlm", None, None
-        nt_len = _U16(blob, i + 20)[0]
-        dom_len, dom_off = _U16(blob, i + 28)[0], _U32(blob, i + 32)[0]
-        user_len, user_off = _U16(blob, i + 36)[0], _U32(blob, i + 40)[0]
-        flags = _U32(blob, i + 60)[0] if len(blob) >= i + 64 else 0
-        uni = bool(flags & 1) or not flags
-        enc = "utf-16-le" if uni else "latin-1"
-        user = bytes(blob[i + user_off : i + user_off + user_len]).decode(enc, "replace")
-        dom = bytes(blob[i + dom_off : i + dom_off + dom_len]).decode(enc, "replace")
-        if not user and nt_len == 0:
-            return "anonymous", None, dom or None
-        return "ntlm", user or None, dom or None
-    if any(oid in blob for oid in _KRB_OIDS):
-        return "kerberos", None, None
-    return None, None, None
 
 
 class _Pipe:
@@ -121,7 +92,7 @@ class _Sess:
         self.facts: SmbSession | None = None
 
 
-class SmbHandler:
+class SmbHandler(Smb1Commands):
     """TCP connection handler for SMB (139/445): frames SMB messages and follows named pipes."""
 
     __slots__ = (
@@ -523,180 +494,3 @@ class SmbHandler:
             d = _U16(m, b + 4)[0]
             self.dialect = _DIALECTS.get(d, f"{d:#06x}")
         return nxt, prev_fid
-
-    # -- SMB1 ----------------------------------------------------------------------------------
-    def _smb1(self, dirn: int, m: bytes, frame: int, ts: float) -> None:
-        if len(m) < 35:
-            self.run.anomaly("malformed_smb", f"truncated SMB1 header ({len(m)} bytes)", frame, ts, self._ep)
-            return
-        cmd = m[4]
-        status = _U32(m, 5)[0]
-        reply = bool(m[9] & 0x80)
-        unicode = bool(_U16(m, 10)[0] & 0x8000)
-        if _U16(m, 10)[0] & 0x0004 and not reply:  # SMB_FLAGS2_SMB_SECURITY_SIGNATURE
-            uid = _U16(m, 28)[0]
-            s = self.sessions.get(uid)
-            if s is not None and not s.signed:
-                s.signed = True
-                self._refresh(uid, s)
-        tid, pid, uid, mid = (
-            _U16(m, 24)[0],
-            (_U16(m, 12)[0] << 16) | _U16(m, 26)[0],
-            _U16(m, 28)[0],
-            _U16(m, 30)[0],
-        )
-        off = 32
-        hops = 0
-        while True:
-            if off + 1 > len(m):
-                self.run.anomaly("malformed_smb", "SMB1 AndX offset beyond the message", frame, ts, self._ep)
-                return
-            wc = m[off]
-            w = off + 1
-            bc_off = w + 2 * wc
-            if bc_off + 2 > len(m):
-                if reply and wc == 0:  # error replies may omit ByteCount
-                    return
-                self.run.anomaly("malformed_smb", "truncated SMB1 parameter block", frame, ts, self._ep)
-                return
-            data_start = bc_off + 2
-            key = ("smb1", pid, mid, cmd)
-            self._smb1_cmd(dirn, m, cmd, status, reply, unicode, tid, uid, key, w, wc, data_start, frame, ts)
-            if cmd not in (0x2E, 0x2F, 0xA2, 0x73, 0x75, 0x74, 0x24) or wc < 2:
-                return
-            andx, andx_off = m[w], _U16(m, w + 2)[0]
-            if andx == 0xFF or andx_off <= off or andx_off >= len(m):
-                return
-            hops += 1
-            if hops > 16:
-                self.run.anomaly("malformed_smb", "SMB1 AndX chain too long", frame, ts, self._ep)
-                return
-            self.run.count("smb1_andx")
-            cmd, off = andx, andx_off
-
-    def _smb1_cmd(
-        self,
-        dirn: int,
-        m: bytes,
-        cmd: int,
-        status: int,
-        reply: bool,
-        unicode: bool,
-        tid: int,
-        uid: int,
-        key: tuple,
-        w: int,
-        wc: int,
-        data_start: int,
-        frame: int,
-        ts: float,
-    ) -> None:
-        if not reply:
-            if cmd == 0xA2 and wc >= 24:  # NT_CREATE_ANDX
-                nlen = _U16(m, w + 5)[0]
-                p = data_start
-                if unicode:
-                    p += p & 1  # aligned to 2 from the SMB header
-                    name = _utf16(m, p, nlen or len(m) - p)
-                else:
-                    name = bytes(m[p : p + (nlen or len(m) - p)]).split(b"\0", 1)[0].decode("latin-1")
-                self._add_pending(key, (cmd, uid, tid, normalise_pipe(name), dirn), frame, ts)
-            elif cmd == 0x2F and wc >= 12:  # WRITE_ANDX
-                fid = _U16(m, w + 4)[0]
-                mode = _U16(m, w + 14)[0]
-                dlen = _U16(m, w + 20)[0] | (_U16(m, w + 18)[0] << 16)
-                doff = _U16(m, w + 22)[0]
-                if mode & 0x000C == 0x000C and dlen >= 2:  # raw message start: 2-byte length prefix
-                    doff, dlen = doff + 2, dlen - 2
-                data = m[doff : doff + dlen]
-                self._pipe_data((uid, tid, fid.to_bytes(2, "little")), 0, dirn, data, frame, ts)
-            elif cmd == 0x2E and wc >= 10:  # READ_ANDX
-                fid = _U16(m, w + 4)[0]
-                self._add_pending(key, (cmd, uid, tid, fid.to_bytes(2, "little"), dirn), frame, ts)
-            elif cmd == 0x25 and wc >= 16:  # TRANSACTION
-                setup = m[w + 26]
-                if setup >= 2 and _U16(m, w + 28)[0] == 0x26:  # TransactNmPipe
-                    fid = _U16(m, w + 30)[0].to_bytes(2, "little")
-                    dcount, doff = _U16(m, w + 22)[0], _U16(m, w + 24)[0]
-                    self._pipe_data((uid, tid, fid), 0, dirn, m[doff : doff + dcount], frame, ts)
-                    self._add_pending(key, (cmd, uid, tid, fid, dirn, 0), frame, ts)
-            elif cmd == 0x04 and wc >= 1:  # CLOSE
-                fid = _U16(m, w)[0].to_bytes(2, "little")
-                if (uid, tid, fid) in self.pipes:
-                    self._add_pending(key, (cmd, uid, tid, fid, dirn), frame, ts)
-            elif cmd == 0x75 and wc >= 4:  # TREE_CONNECT_ANDX
-                self._add_pending(key, (cmd, uid), frame, ts)
-            elif cmd == 0x73:  # SESSION_SETUP_ANDX
-                mech = user = dom = None
-                if wc == 12:
-                    blen = _U16(m, w + 14)[0]
-                    mech, user, dom = _auth_facts(m[data_start : data_start + blen])
-                elif wc == 13:
-                    plen, ulen = _U16(m, w + 14)[0], _U16(m, w + 16)[0]
-                    p = data_start + plen + ulen
-                    raw = m[p:]
-                    if unicode:
-                        p += p & 1
-                        parts = bytes(m[p:]).decode("utf-16-le", "replace").split("\x00")
-                    else:
-                        parts = bytes(raw).decode("latin-1").split("\x00")
-                    user = parts[0] or None
-                    dom = parts[1] if len(parts) > 1 and parts[1] else None
-                    mech = "ntlm" if user and (plen or ulen) else "anonymous"
-                self._add_pending(key, (cmd, mech, user, dom), frame, ts)
-            elif cmd == 0x72:  # NEGOTIATE
-                self.dialect = self.dialect or "NT1"
-            return
-        if cmd == 0x72:
-            self.dialect = "NT1"
-            return
-        req = self.pending.pop(key, None)
-        if req is None:
-            return
-        ok = status == 0 or status == _STATUS_BUFFER_OVERFLOW
-        if cmd == 0xA2:
-            if status == 0 and wc >= 3:
-                fid = _U16(m, w + 5)[0].to_bytes(2, "little")
-                _c, ruid, rtid, name, rdirn = req
-                is_pipe = self.trees.get((ruid, rtid))
-                if is_pipe or (is_pipe is None and name and "." not in name and "\\" not in name):
-                    self._open_pipe((ruid, rtid, fid), name, rdirn, frame, ts)
-        elif cmd == 0x2E:
-            if ok and wc >= 12:
-                dlen = _U16(m, w + 10)[0] | (_U16(m, w + 14)[0] << 16)
-                doff = _U16(m, w + 12)[0]
-                data = m[doff : doff + dlen]
-                if len(data) < dlen:
-                    self.run.anomaly(
-                        "malformed_smb", "SMB1 READ data beyond the message", frame, ts, self._ep
-                    )
-                self._pipe_data((req[1], req[2], req[3]), 1, req[4], data, frame, ts)
-        elif cmd == 0x25:
-            if ok and wc >= 10:
-                total, dcount, doff, disp = (
-                    _U16(m, w + 2)[0],
-                    _U16(m, w + 12)[0],
-                    _U16(m, w + 14)[0],
-                    _U16(m, w + 16)[0],
-                )
-                self._pipe_data((req[1], req[2], req[3]), 1, req[4], m[doff : doff + dcount], frame, ts)
-                if disp + dcount < total:  # more response parts follow with the same MID
-                    self.pending[key] = req
-        elif cmd == 0x04:
-            if status == 0:
-                self._close_pipe((req[1], req[2], req[3]), frame, ts)
-        elif cmd == 0x75:
-            if status == 0:
-                if len(self.trees) >= self.run.limits.max_smb_pipes:
-                    self.trees.pop(next(iter(self.trees)))
-                    self.run.count("smb_state_evicted")
-                service = bytes(m[data_start : data_start + 8])
-                self.trees[(uid, tid)] = service.startswith(b"IPC")
-        elif cmd == 0x73:
-            s = self._session(uid)
-            if req[1] is not None and (req[1] != "ntlm" or req[2] or not s.mech):
-                s.mech, s.user, s.domain = req[1], req[2], req[3]
-            if status == 0:
-                if wc >= 3 and _U16(m, w + 4)[0] & 0x1:
-                    s.mech = "guest"
-                self._refresh(uid, s)
