@@ -74,26 +74,29 @@ def analyze(
         bad_links: set[int] = set()
         seen = 0
         with reader:
-            for frame, ts, linktype, data in reader:
-                seen += 1
-                if linktype not in SUPPORTED_LINKTYPES:
-                    if linktype not in bad_links:
-                        bad_links.add(linktype)
-                        run.count("frames_unsupported_linktype")
-                    continue
-                seg = decode(linktype, data)
-                last_frame, last_ts = frame, ts
-                if ts > max_ts:
-                    max_ts = ts
-                if seg is not None:
-                    if seg[0] == 6:
-                        table.segment(seg, frame, ts)
-                    else:
-                        udp.datagram(seg, frame, ts)
-                if out:
-                    yield from out
-                    out.clear()
-                if progress is not None and not seen & 0x3FFF:
+            segment, datagram = table.segment, udp.datagram
+            for batch in reader.batches():
+                for frame, ts, linktype, data in batch:
+                    if linktype not in SUPPORTED_LINKTYPES:
+                        if linktype not in bad_links:
+                            bad_links.add(linktype)
+                            run.count("frames_unsupported_linktype")
+                        continue
+                    seg = decode(linktype, data)
+                    if ts > max_ts:
+                        max_ts = ts
+                    if seg is not None:
+                        if seg[0] == 6:
+                            segment(seg, frame, ts)
+                        else:
+                            datagram(seg, frame, ts)
+                        if out:
+                            yield from out
+                            out.clear()
+                if batch:
+                    last_frame, last_ts = batch[-1][0], batch[-1][1]
+                seen += len(batch)
+                if progress is not None:
                     progress(str(path), reader.bytes_read)
             table.expire(max(max_ts, reader.last_ts), last_frame)
             table.close_all("end_of_capture", last_frame, last_ts)

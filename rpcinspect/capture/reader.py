@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,6 +85,12 @@ class CaptureReader:
         if self.format == "pcap":
             return self._iter_pcap()
         return self._iter_pcapng()
+
+    def batches(self, size: int = 4096) -> Iterator[list[Packet]]:
+        """The packets in lists of *size* (the engine's loop shape for every source)."""
+        it = iter(self)
+        while batch := list(itertools.islice(it, size)):
+            yield batch
 
     def close(self) -> None:
         self._stream.close()

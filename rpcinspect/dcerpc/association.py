@@ -262,8 +262,11 @@ class Association:
                 else:
                     self._anomaly("malformed_auth", "auth_length larger than the request", frame, ts)
             calls[h.call_id] = call
-            if self.run.stub_taps:
-                self._want_stubs(call)
+            taps = self.run.stub_taps
+            if taps:
+                ctx = self.contexts.get(ctx_id)
+                if ctx is None or ctx.if_uuid in taps:  # unbound calls ask the resolver first
+                    self._want_stubs(call)
         call.req_frags += 1
         call.req_stub += stub
         if self.run.secrets is not None and h.auth_len:
@@ -420,14 +423,8 @@ class Association:
             auth_type, auth_level, status, fault, rtt,
             call.req_stub, call.resp_stub, call.req_frags, call.resp_frags,
             ctx.syntax if ctx is not None else None, close_reason, self.assoc_group,
+            None, user, asrc, signed, sealed, encrypted, call.decrypted, call.sec_vt,
         )  # type: ignore[arg-type]  # fmt: skip
-        rec.user = user
-        rec.auth_source = asrc  # type: ignore[assignment]
-        rec.signed = signed
-        rec.sealed = sealed
-        rec.stub_encrypted = encrypted
-        rec.sec_vt = call.sec_vt
-        rec.decrypted = call.decrypted
         run.emit(rec)
         if call.tap is not None:
             call.tap(rec, bytes(call.req_bytes or b""), bytes(call.resp_bytes or b""))

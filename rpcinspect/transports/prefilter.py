@@ -42,6 +42,7 @@ class PacketSource(Protocol):
     error: str | None
 
     def __iter__(self) -> Iterator[Packet]: ...
+    def batches(self) -> Iterator[list[Packet]]: ...
     def close(self) -> None: ...
 
 
@@ -62,14 +63,18 @@ class PrefilteredSource:
         self._fs.select_rpc(ALWAYS_TCP_PORTS, ())
 
     def __iter__(self) -> Iterator[Packet]:
+        for batch in self.batches():
+            yield from batch
+
+    def batches(self) -> Iterator[list[Packet]]:
+        """Lists of packets, as the C scanner hands them over (cheaper than one yield each)."""
         fs = self._fs
         lt = fs.linktype
         for batch in fs.batches():
             self.passed += len(batch)
             self.frames = fs.frames_seen
             self.bytes_read = max(self.bytes_read, fs.bytes_read)
-            for frame, ts_ns, _olen, data in batch:
-                yield frame, ts_ns / 1_000_000_000, lt, data
+            yield [(frame, ts_ns / 1_000_000_000, lt, data) for frame, ts_ns, _olen, data in batch]
         self.frames = fs.frames_seen
         self.last_ts = fs.last_ts
         self.truncated = fs.truncated
