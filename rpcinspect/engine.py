@@ -77,12 +77,15 @@ def analyze(
             segment, datagram = table.segment, udp.datagram
             for batch in reader.batches():
                 for frame, ts, linktype, data in batch:
-                    if linktype not in SUPPORTED_LINKTYPES:
+                    if data.__class__ is tuple:
+                        seg = data  # decoded in C by the prefilter
+                    elif linktype in SUPPORTED_LINKTYPES:
+                        seg = decode(linktype, data)
+                    else:
                         if linktype not in bad_links:
                             bad_links.add(linktype)
                             run.count("frames_unsupported_linktype")
                         continue
-                    seg = decode(linktype, data)
                     if ts > max_ts:
                         max_ts = ts
                     if seg is not None:

@@ -34,6 +34,7 @@ typedef struct {
     unsigned int orig_len;
     unsigned int caplen;
     size_t off;
+    rpcsel_pkt_t pk;  /* decoded headers (kind 0: not decoded) when selection decodes */
 } rec_t;
 
 typedef struct {
@@ -231,7 +232,9 @@ Scanner_next_batch(Scanner *self, PyObject *args, PyObject *kwds)
                 }
                 if (filtered && pcap_offline_filter(&self->prog, h, d) == 0)
                     continue;
-                if (self->sel.enabled && !rpcsel_match(&self->sel, self->linktype, d, h->caplen))
+                rpcsel_pkt_t pk;
+                pk.kind = 0;
+                if (self->sel.enabled && !rpcsel_match(&self->sel, self->linktype, d, h->caplen, &pk))
                     continue;
                 size_t caplen = h->caplen;
                 if (caplen > SIZE_MAX - used) {
@@ -268,6 +271,7 @@ Scanner_next_batch(Scanner *self, PyObject *args, PyObject *kwds)
                 r->orig_len = h->len;
                 r->caplen = (unsigned int)caplen;
                 r->off = used;
+                r->pk = pk;
                 used += caplen;
                 if (n >= want_packets || used >= want_bytes) {
                     full = 1;
@@ -326,6 +330,27 @@ Scanner_next_batch(Scanner *self, PyObject *args, PyObject *kwds)
     }
     for (size_t i = 0; i < n; i++) {
         const rec_t *r = &recs[i];
+        const char *base = (const char *)self->arena + r->off;
+        if (self->sel.decode && r->pk.kind) {
+            /* (frame, ts_ns, (proto, src, dst, sport, dport, seq, ack, flags, payload)) */
+            const rpcsel_pkt_t *k = &r->pk;
+            PyObject *seg = Py_BuildValue(
+                "(By#y#HHkkBy#)", k->kind, base + k->src_off, (Py_ssize_t)k->alen, base + k->dst_off,
+                (Py_ssize_t)k->alen, k->sport, k->dport, (unsigned long)k->seq, (unsigned long)k->ack, k->flags,
+                base + k->poff, (Py_ssize_t)k->plen);
+            if (seg == NULL)
+                goto fail;
+            PyObject *ts = ts_to_ns(r->sec, r->frac_ns);
+            if (ts == NULL) {
+                Py_DECREF(seg);
+                goto fail;
+            }
+            PyObject *t = Py_BuildValue("(KNN)", (unsigned long long)r->frame, ts, seg);
+            if (t == NULL)
+                goto fail;
+            PyList_SET_ITEM(list, (Py_ssize_t)i, t);
+            continue;
+        }
         PyObject *t = PyTuple_New(4);
         if (t == NULL)
             goto fail;
@@ -340,7 +365,7 @@ Scanner_next_batch(Scanner *self, PyObject *args, PyObject *kwds)
         if ((v = PyLong_FromUnsignedLong(r->orig_len)) == NULL)
             goto fail;
         PyTuple_SET_ITEM(t, 2, v);
-        if ((v = PyBytes_FromStringAndSize((const char *)self->arena + r->off, (Py_ssize_t)r->caplen)) == NULL)
+        if ((v = PyBytes_FromStringAndSize(base, (Py_ssize_t)r->caplen)) == NULL)
             goto fail;
         PyTuple_SET_ITEM(t, 3, v);
     }
@@ -401,16 +426,18 @@ set_ports(uint8_t *bits, PyObject *ports)
 }
 
 PyDoc_STRVAR(select_doc,
-"select_rpc(tcp_ports, udp_ports, drop_pure_acks=True) -> None\n\n"
-"Turn on one-pass DCE/RPC flow selection (rpcselect.h), seeded with known ports.");
+"select_rpc(tcp_ports, udp_ports, drop_pure_acks=True, decode=False) -> None\n\n"
+"Turn on one-pass DCE/RPC flow selection (rpcselect.h), seeded with known ports. With decode,\n"
+"TCP/UDP packets come back as (frame, ts_ns, (proto, src, dst, sport, dport, seq, ack, flags,\n"
+"payload)) instead of (frame, ts_ns, orig_len, data).");
 
 static PyObject *
 Scanner_select_rpc(Scanner *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"tcp_ports", "udp_ports", "drop_pure_acks", NULL};
+    static char *kwlist[] = {"tcp_ports", "udp_ports", "drop_pure_acks", "decode", NULL};
     PyObject *tcp, *udp;
-    int drop = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|p:select_rpc", kwlist, &tcp, &udp, &drop))
+    int drop = 1, decode = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|pp:select_rpc", kwlist, &tcp, &udp, &drop, &decode))
         return NULL;
     if (check_usable(self) < 0)
         return NULL;
@@ -422,6 +449,7 @@ Scanner_select_rpc(Scanner *self, PyObject *args, PyObject *kwds)
     if (set_ports(self->sel.tcp, tcp) < 0 || set_ports(self->sel.udp, udp) < 0)
         return NULL;
     self->sel.drop_pure_acks = drop;
+    self->sel.decode = decode;
     self->sel.enabled = 1;
     Py_RETURN_NONE;
 }

@@ -139,10 +139,20 @@ class FastScan:
         return int(self._sc.frames_seen)
 
     def select_rpc(
-        self, tcp_ports: Iterable[int], udp_ports: Iterable[int], *, drop_pure_acks: bool = True
+        self,
+        tcp_ports: Iterable[int],
+        udp_ports: Iterable[int],
+        *,
+        drop_pure_acks: bool = True,
+        decode: bool = False,
     ) -> None:
-        """Turns on one-pass DCE/RPC flow selection in C (see ``rpcselect.h``), seeded with ports."""
-        self._sc.select_rpc(list(tcp_ports), list(udp_ports), drop_pure_acks)
+        """Turns on one-pass DCE/RPC flow selection in C (see ``rpcselect.h``), seeded with ports.
+
+        With *decode*, TCP/UDP packets come back as ``(frame, ts_ns, segment)`` where segment is
+        what :func:`rpcinspect.capture.link.decode` would return; other packets keep the
+        ``(frame, ts_ns, orig_len, data)`` shape.
+        """
+        self._sc.select_rpc(list(tcp_ports), list(udp_ports), drop_pure_acks, decode)
 
     def rpc_ports(self) -> tuple[list[int], list[int]]:
         """TCP and UDP ports known to carry DCE/RPC: the seeds plus those learned so far."""

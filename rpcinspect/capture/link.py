@@ -96,7 +96,7 @@ def decode(linktype: int, data: bytes) -> Segment | None:
     if linktype == 1 and len(data) >= 54 and data[14] == 0x45 and data[12] == 8 and data[13] == 0:
         total, frag, proto, src, dst, sport, dport, seq, ack, doff, flags = _unpack_eth_ip4_tcp(data, 16)
         if proto == 6 and not frag & 0x3FFF:  # the common case, in one struct call
-            end = 14 + total if total >= 40 else len(data)
+            end = 14 + total if total >= 20 else len(data)  # as the general path (rpcselect.c too)
             return 6, src, dst, sport, dport, seq, ack, flags, data[34 + ((doff >> 4) << 2) : end]
     ver, off = _l3(linktype, data)
     if ver == 4:

@@ -17,14 +17,15 @@ import itertools
 import struct
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from rpcinspect.errors import InputError
 
 __all__ = ["CHUNK", "MAX_RECORD", "CaptureReader", "Packet", "open_capture"]
 
-Packet = tuple[int, float, int, bytes]
-"""``(frame_no, ts_seconds, linktype, data)``."""
+Packet = tuple[int, float, int, Any]
+"""``(frame_no, ts_seconds, linktype, data)``; *data* is the frame's bytes or, from a source that
+decoded it already (the C prefilter), the :data:`~rpcinspect.capture.link.Segment` tuple."""
 
 CHUNK = 1 << 20
 MAX_RECORD = 1 << 20  # a record larger than this is corruption, not a packet (snaplen max is 256 KiB)

@@ -82,7 +82,9 @@ l3(int dlt, const unsigned char *d, uint32_t n, uint32_t *off)
         if (n < 14)
             return 0;
         et = be16(d + 12);
-        for (int tags = 0; (et == 0x8100 || et == 0x88A8 || et == 0x9100) && tags < 4; tags++) {
+        for (int tags = 0; et == 0x8100 || et == 0x88A8 || et == 0x9100; tags++) {
+            if (tags == 4)
+                return -1; /* deeper stacks are odd: let Python decide */
             o += 4;
             if (n < o + 2)
                 return 0;
@@ -136,9 +138,10 @@ l3(int dlt, const unsigned char *d, uint32_t n, uint32_t *off)
 }
 
 int
-rpcsel_match(rpcsel_t *s, int dlt, const unsigned char *d, uint32_t n)
+rpcsel_match(rpcsel_t *s, int dlt, const unsigned char *d, uint32_t n, rpcsel_pkt_t *out)
 {
     uint32_t off = 0;
+    out->kind = 0;
     int ver = l3(dlt, d, n, &off);
     if (ver <= 0)
         return ver < 0;
@@ -171,13 +174,24 @@ rpcsel_match(rpcsel_t *s, int dlt, const unsigned char *d, uint32_t n)
         end = (plen && t + plen <= n) ? t + plen : n;
     }
     if (proto == 6) {
-        if (end < t + 20 || n < t + 20)
+        if (n < t + 20)
             return 0;
         unsigned sport = be16(d + t), dport = be16(d + t + 2);
         uint32_t seq = be32(d + t + 4);
         unsigned hl = (d[t + 12] >> 4) * 4u, flags = d[t + 13];
         uint32_t p = t + hl;
         uint32_t plen = end > p ? end - p : 0;
+        out->kind = 6;
+        out->alen = (uint8_t)alen;
+        out->flags = (uint8_t)flags;
+        out->sport = (uint16_t)sport;
+        out->dport = (uint16_t)dport;
+        out->seq = seq;
+        out->ack = be32(d + t + 8);
+        out->src_off = (uint32_t)(src - d);
+        out->dst_off = (uint32_t)(dst - d);
+        out->poff = p;
+        out->plen = plen;
         if (rpcsel_has(s->tcp, sport) || rpcsel_has(s->tcp, dport))
             return plen || (flags & 0x07) || !s->drop_pure_acks;
         if (flags & 0x02) { /* SYN / SYN-ACK: where this direction's data will start */
@@ -224,14 +238,24 @@ rpcsel_match(rpcsel_t *s, int dlt, const unsigned char *d, uint32_t n)
         return 0;
     }
     if (proto == 17) {
-        if (end < t + 8 || n < t + 8)
+        if (n < t + 8)
             return 0;
         unsigned sport = be16(d + t), dport = be16(d + t + 2);
+        out->kind = 17;
+        out->alen = (uint8_t)alen;
+        out->flags = 0;
+        out->sport = (uint16_t)sport;
+        out->dport = (uint16_t)dport;
+        out->seq = 0;
+        out->ack = 0;
+        out->src_off = (uint32_t)(src - d);
+        out->dst_off = (uint32_t)(dst - d);
+        out->poff = t + 8;
+        out->plen = end > t + 8 ? end - (t + 8) : 0;
         if (rpcsel_has(s->udp, sport) || rpcsel_has(s->udp, dport))
             return 1;
         const unsigned char *p = d + t + 8;
-        uint32_t plen = end - (t + 8);
-        return plen >= 80 && p[0] == 4 && p[1] <= 10; /* connectionless header is 80 bytes */
+        return out->plen >= 80 && p[0] == 4 && p[1] <= 10; /* connectionless header is 80 bytes */
     }
     return 0;
 }

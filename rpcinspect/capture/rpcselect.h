@@ -31,14 +31,27 @@ typedef struct {
 typedef struct {
     int enabled;
     int drop_pure_acks;
+    int decode; /* hand Python decoded segments (rpcsel_pkt_t) instead of raw frames */
     uint8_t tcp[8192];
     uint8_t udp[8192];
     unsigned long long learned; /* ports learned so far (bits set by rpcsel_match) */
     rpcsel_start_t *starts;     /* RPCSEL_STARTS entries, or NULL until enabled */
 } rpcsel_t;
 
-/* Returns 1 if the packet should reach Python, 0 to drop it. */
-int rpcsel_match(rpcsel_t *s, int dlt, const unsigned char *d, uint32_t caplen);
+/* What rpcsel_match decoded of a packet it passes: kind 6 (TCP) or 17 (UDP) with the offsets
+ * of the addresses and payload in the frame, or kind 0 (not decoded: Python decodes the frame).
+ * The decoding mirrors rpcinspect.capture.link.decode exactly, so both give the same segment. */
+typedef struct {
+    uint8_t kind;
+    uint8_t alen;
+    uint8_t flags;
+    uint16_t sport, dport;
+    uint32_t seq, ack;
+    uint32_t src_off, dst_off, poff, plen;
+} rpcsel_pkt_t;
+
+/* Returns 1 if the packet should reach Python, 0 to drop it; fills *out when it passes. */
+int rpcsel_match(rpcsel_t *s, int dlt, const unsigned char *d, uint32_t caplen, rpcsel_pkt_t *out);
 
 static inline void
 rpcsel_set(uint8_t *bits, unsigned port)

@@ -60,7 +60,7 @@ class PrefilteredSource:
         self.tcp_ports: list[int] = sorted(ALWAYS_TCP_PORTS)
         self._fs = fastscan.FastScan(path, "")
         self.linktype = self._fs.linktype
-        self._fs.select_rpc(ALWAYS_TCP_PORTS, ())
+        self._fs.select_rpc(ALWAYS_TCP_PORTS, (), decode=True)
 
     def __iter__(self) -> Iterator[Packet]:
         for batch in self.batches():
@@ -74,7 +74,9 @@ class PrefilteredSource:
             self.passed += len(batch)
             self.frames = fs.frames_seen
             self.bytes_read = max(self.bytes_read, fs.bytes_read)
-            yield [(frame, ts_ns / 1_000_000_000, lt, data) for frame, ts_ns, _olen, data in batch]
+            # decoded packets are (frame, ts_ns, segment): the segment rides where the frame bytes
+            # would, and the engine skips its own decoding (see Packet)
+            yield [(p[0], p[1] / 1_000_000_000, lt, p[-1]) for p in batch]
         self.frames = fs.frames_seen
         self.last_ts = fs.last_ts
         self.truncated = fs.truncated
