@@ -1,7 +1,8 @@
 """Builds the benchmark captures from the project's own recordings in ``captures/``.
 
-* ``rpc-dense.pcap``: the ncacn_ip_tcp lab captures replayed many times, each replay with its own
-  client address (10.R.R.20) and shifted timestamps, so every replay is a distinct conversation.
+* ``rpc-dense.pcap``: every lab capture replayed many times, each replay with its own client
+  address (10.R.R.20) and shifted timestamps, so every replay is a distinct conversation; also
+  ``tcp-dense.pcap`` (the ncacn_ip_tcp captures only) and ``smb-dense.pcap`` (named pipes only).
 * ``mixed.pcap``: the same RPC packets with nine packets of other traffic after each one
   (HTTPS-like TCP flows, DNS-like UDP, HTTP-like TCP), i.e. 90% of packets are not RPC.
 
@@ -26,11 +27,18 @@ from rpcinspect.capture.reader import open_capture  # noqa: E402
 _CLIENT = bytes([10, 135, 0, 20])
 
 
-def lab_frames() -> list[tuple[float, bytes]]:
-    """Ethernet/IPv4 frames of the TCP-only lab captures, relative timestamps, in order."""
+KINDS = {
+    "rpc-dense.pcap": "*.pcap",  # every lab capture: all transports
+    "tcp-dense.pcap": "*-tcp-*.pcap",  # ncacn_ip_tcp only (auth- and bind-heavy: one bind per 2.4 calls)
+    "smb-dense.pcap": "*-np-*.pcap",  # SMB named pipes only
+}
+
+
+def lab_frames(pattern: str = "*.pcap") -> list[tuple[float, bytes]]:
+    """Ethernet/IPv4 frames of the lab captures matching *pattern*, relative timestamps, in order."""
     out: list[tuple[float, bytes]] = []
     t0 = 0.0
-    for p in [*sorted((REPO / "captures").glob("*-tcp-*.pcap")), REPO / "captures" / "demo.pcap"]:
+    for p in sorted((REPO / "captures").glob(pattern)):
         with open_capture(p) as r:
             frames = [(ts, data) for _f, ts, lt, data in r if lt == 1]
         if not frames:
@@ -136,9 +144,11 @@ def main() -> None:
     ap.add_argument("--big-gb", type=float, default=0.0, help="also write big.pcap of this many GiB")
     a = ap.parse_args()
     a.outdir.mkdir(parents=True, exist_ok=True)
+    for name, pattern in KINDS.items():
+        kind = lab_frames(pattern)
+        n = write_pcap(a.outdir / name, rpc_stream(kind), a.packets)
+        print(f"{name}: {n:,} packets from {len(kind):,} lab frames ({pattern})")
     frames = lab_frames()
-    n = write_pcap(a.outdir / "rpc-dense.pcap", rpc_stream(frames), a.packets)
-    print(f"rpc-dense.pcap: {n:,} packets from {len(frames):,} lab frames")
     n = write_pcap(a.outdir / "mixed.pcap", mixed_stream(frames), a.mixed_packets)
     print(f"mixed.pcap: {n:,} packets, 10% RPC")
     if a.big_gb:

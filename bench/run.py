@@ -2,8 +2,9 @@
 
     python bench/run.py [--out DIR] [--packets N] [--mixed-packets N] [--big-gb G] [--repeat R]
 
-Builds (with ``bench/make_captures.py``) an RPC-dense capture and a mixed one (90% other
-traffic) from the project's own recordings, then times, for each,
+Builds (with ``bench/make_captures.py``) RPC-dense captures (all transports; ncacn_ip_tcp only;
+SMB named pipes only) and a mixed one (90% other traffic) from the project's own recordings,
+then times, for each,
 
 * ``rpcinspect analyze --format jsonl FILE`` (output to /dev/null), best of ``--repeat`` runs;
 * ``tshark -r FILE -Y dcerpc -T fields -e frame.number -e dcerpc.opnum`` (once: it is slow);
@@ -26,7 +27,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-TARGETS = {"rpc-dense.pcap": 5.0, "mixed.pcap": 20.0}
+TARGETS = {"rpc-dense.pcap": 5.0, "tcp-dense.pcap": 5.0, "smb-dense.pcap": 5.0, "mixed.pcap": 20.0}
 
 
 def timed(cmd: list[str]) -> tuple[float, int]:

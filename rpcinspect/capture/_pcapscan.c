@@ -334,20 +334,38 @@ Scanner_next_batch(Scanner *self, PyObject *args, PyObject *kwds)
         if (self->sel.decode && r->pk.kind) {
             /* (frame, ts_ns, (proto, src, dst, sport, dport, seq, ack, flags, payload)) */
             const rpcsel_pkt_t *k = &r->pk;
-            PyObject *seg = Py_BuildValue(
-                "(By#y#HHkkBy#)", k->kind, base + k->src_off, (Py_ssize_t)k->alen, base + k->dst_off,
-                (Py_ssize_t)k->alen, k->sport, k->dport, (unsigned long)k->seq, (unsigned long)k->ack, k->flags,
-                base + k->poff, (Py_ssize_t)k->plen);
-            if (seg == NULL)
-                goto fail;
-            PyObject *ts = ts_to_ns(r->sec, r->frac_ns);
-            if (ts == NULL) {
-                Py_DECREF(seg);
+            PyObject *seg = PyTuple_New(9), *t = PyTuple_New(3);
+            if (seg == NULL || t == NULL) {
+                Py_XDECREF(seg);
+                Py_XDECREF(t);
                 goto fail;
             }
-            PyObject *t = Py_BuildValue("(KNN)", (unsigned long long)r->frame, ts, seg);
-            if (t == NULL)
+            /* built item by item: Py_BuildValue re-parses its format for every packet */
+            PyObject *items[9] = {
+                PyLong_FromLong(k->kind),
+                PyBytes_FromStringAndSize(base + k->src_off, (Py_ssize_t)k->alen),
+                PyBytes_FromStringAndSize(base + k->dst_off, (Py_ssize_t)k->alen),
+                PyLong_FromLong(k->sport),
+                PyLong_FromLong(k->dport),
+                PyLong_FromUnsignedLong((unsigned long)k->seq),
+                PyLong_FromUnsignedLong((unsigned long)k->ack),
+                PyLong_FromLong(k->flags),
+                PyBytes_FromStringAndSize(base + k->poff, (Py_ssize_t)k->plen),
+            };
+            int bad = 0;
+            for (int j = 0; j < 9; j++) {
+                if (items[j] == NULL)
+                    bad = 1;
+                PyTuple_SET_ITEM(seg, j, items[j] != NULL ? items[j] : Py_NewRef(Py_None));
+            }
+            PyTuple_SET_ITEM(t, 2, seg);
+            PyObject *fr = PyLong_FromUnsignedLongLong(r->frame), *ts = ts_to_ns(r->sec, r->frac_ns);
+            PyTuple_SET_ITEM(t, 0, fr != NULL ? fr : Py_NewRef(Py_None));
+            PyTuple_SET_ITEM(t, 1, ts != NULL ? ts : Py_NewRef(Py_None));
+            if (bad || fr == NULL || ts == NULL) {
+                Py_DECREF(t);
                 goto fail;
+            }
             PyList_SET_ITEM(list, (Py_ssize_t)i, t);
             continue;
         }

@@ -55,8 +55,8 @@ PTYPE_NAMES: Final = (
 )  # fmt: skip
 BIND_TYPES: Final = frozenset((11, 14))
 
-_LE: Final = {"H": struct.Struct("<H"), "I": struct.Struct("<I"), "hdr": struct.Struct("<HHI")}
-_BE: Final = {"H": struct.Struct(">H"), "I": struct.Struct(">I"), "hdr": struct.Struct(">HHI")}
+_LE: Final = {"H": struct.Struct("<H"), "I": struct.Struct("<I"), "HH": struct.Struct("<HH")}
+_BE: Final = {"H": struct.Struct(">H"), "I": struct.Struct(">I"), "HH": struct.Struct(">HH")}
 
 
 _uuid_cache: dict[tuple[bytes, bool], str] = {}
@@ -100,11 +100,9 @@ def request_fields(buf: bytes, off: int, h: Header) -> tuple[int, int, int, str 
     body = 24 + (16 if h.flags & PFC_OBJECT_UUID else 0)
     if h.frag_len < body:
         return None
-    s = _LE if h.little else _BE
-    ctx = s["H"].unpack_from(buf, off + 20)[0]
-    opnum = s["H"].unpack_from(buf, off + 22)[0]
+    ctx, opnum = (_LE if h.little else _BE)["HH"].unpack_from(buf, off + 20)
     obj = uuid_str(bytes(buf[off + 24 : off + 40]), h.little) if h.flags & PFC_OBJECT_UUID else None
-    return ctx, opnum, _stub_len(buf, off, h, body), obj
+    return ctx, opnum, _stub_len(buf, off, h, body) if h.auth_len else h.frag_len - body, obj
 
 
 def response_ctx(buf: bytes, off: int, h: Header) -> tuple[int, int] | None:
@@ -112,7 +110,7 @@ def response_ctx(buf: bytes, off: int, h: Header) -> tuple[int, int] | None:
     if h.frag_len < 24:
         return None
     ctx = (_LE if h.little else _BE)["H"].unpack_from(buf, off + 20)[0]
-    return ctx, _stub_len(buf, off, h, 24)
+    return ctx, _stub_len(buf, off, h, 24) if h.auth_len else h.frag_len - 24
 
 
 def fault_status(buf: bytes, off: int, h: Header) -> tuple[int, int] | None:
