@@ -327,3 +327,21 @@ def test_stub_tap_and_resolver_hooks(tmp_path: Path) -> None:
         unbound.pdu(dirn, raw, 0, header(raw, 0), 2, 2.0)
     call = [r for r in out if isinstance(r, CallRecord)][-1]
     assert (call.interface, call.operation, call.if_source) == ("epm", "ept_map", "epm")
+
+
+def test_short_first_bytes_of_the_other_side_are_kept(tmp_path: Path) -> None:
+    """The server's first segment is shorter than a header; the client's data then picks the
+    transport: the server's held bytes must still reach it (in order, before what follows)."""
+    conv = b.Conv(dport=50505)
+    conv.handshake()
+    ack = b.bind_ack(1, 1)
+    conv.send(True, b.bind(1, [(0, b.SAMR, 1)])[:10])  # client: 10 bytes, too short to judge
+    conv.send(False, ack[:8])  # server answers in pieces too (odd, but legal)
+    conv.send(True, b.bind(1, [(0, b.SAMR, 1)])[10:])
+    conv.send(False, ack[8:])
+    conv.send(True, b.request(2, 64))
+    conv.send(False, b.response(2))
+    recs = run(tmp_path, b.pcap(conv.frames))
+    bind = next(r for r in recs if isinstance(r, BindRecord))
+    assert bind.status == "ok" and bind.resp_frame is not None
+    assert [(c.operation, c.status) for c in calls(recs)] == [("SamrConnect5", "ok")]

@@ -46,10 +46,10 @@ class TcpSelector:
         if dport in SMB_PORTS or sport in SMB_PORTS:
             return self._smb(conn, payload)
         if dport in HTTP_PORTS or sport in HTTP_PORTS:
-            return HttpHandler(self.run, conn.endpoints(), self.http, http=False, held=conn.head)
+            return HttpHandler(self.run, conn.endpoints(), self.http, http=False)
         if is_http_rpc(payload):
             plain = not payload.startswith(b"ncacn_http")
-            return HttpHandler(self.run, conn.endpoints(), self.http, http=plain, held=conn.head)
+            return HttpHandler(self.run, conn.endpoints(), self.http, http=plain)
         for port in (dport, sport):
             name = PENDING_TRANSPORT_PORTS.get(port)
             if name is not None:

@@ -240,6 +240,12 @@ class TcpTable:
             if h is IGNORE:
                 self._ignore(conn)
                 return
+            h.data(dirn, data, frame, ts)  # type: ignore[union-attr]
+            other = conn.head[1 - dirn]
+            if other:  # the other side's first bytes, too short to judge on their own
+                conn.head[1 - dirn] = b""
+                h.data(1 - dirn, other, frame, ts)  # type: ignore[union-attr]
+            return
         elif h is IGNORE:
             return
         h.data(dirn, data, frame, ts)  # type: ignore[union-attr]

@@ -131,7 +131,6 @@ class HttpHandler:
         channels: HttpChannels,
         *,
         http: bool,
-        held: list[bytes] | None = None,
     ) -> None:
         self.run = run
         self._ep = endpoints
@@ -141,10 +140,7 @@ class HttpHandler:
         self.framer = CoFramer(run, endpoints, _Sink(self), midstream=False)
         first = "headers" if http else "banner"
         self.mode = [first, first]
-        self.pre = [b"", b""]
-        if held is not None:  # a short first segment (the banner) the TCP table held in the other direction
-            self.pre = [held[0], held[1]]
-            held[0] = held[1] = b""
+        self.pre = [b"", b""]  # a banner or header part still incomplete, per direction
         run.count("connections_ncacn_http_plain" if http else "connections_ncacn_http")
 
     # -- Handler (TCP side) --------------------------------------------------------------------
