@@ -155,6 +155,15 @@ def _twr(r: _Reader) -> bytes:
     return octets
 
 
+def _deferred_towers(r: _Reader, refs: list[int], out: list[Tower]) -> None:
+    """The towers the non-null pointers in *refs* point at, in order (NDR deferred referents)."""
+    for ref in refs:
+        if ref:
+            t = tower(_twr(r))
+            if t is not None:
+                out.append(t)
+
+
 def parse_map_response(stub: bytes) -> list[Tower]:
     """Towers of an ept_map response (handle, num_towers, conformant varying array of twr_p_t)."""
     r = _Reader(stub, 20)
@@ -167,11 +176,7 @@ def parse_map_response(stub: bytes) -> list[Tower]:
         if count > MAX_TOWERS or count * 4 > len(stub):
             raise ValueError("count")
         refs = [r.u32() for _ in range(count)]
-        for ref in refs:
-            if ref:
-                t = tower(_twr(r))
-                if t is not None:
-                    out.append(t)
+        _deferred_towers(r, refs, out)
     except ValueError:
         pass
     return out
@@ -195,11 +200,7 @@ def parse_lookup_response(stub: bytes) -> list[Tower]:
             r.u32()  # annotation offset
             r.skip(r.u32())  # annotation actual_count, chars
             r.align()
-        for ref in refs:
-            if ref:
-                t = tower(_twr(r))
-                if t is not None:
-                    out.append(t)
+        _deferred_towers(r, refs, out)
     except ValueError:
         pass
     return out

@@ -7,6 +7,7 @@ the number of calls), so it can sit beside a machine writer on a capture of any 
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -85,6 +86,28 @@ def _protection(rec: CallRecord) -> tuple[int, str]:
     return 0, "none"
 
 
+def _table(
+    console: Console,
+    title: str,
+    columns: tuple[str, ...],
+    rows: list[tuple[Any, ...]],
+    more: int = 0,
+    more_text: str = "more rows",
+) -> None:
+    """One summary table; the last value of each row is a count (right-aligned, 'calls')."""
+    if not rows:
+        return
+    t = Table(title=title, title_justify="left")
+    for col in columns:
+        t.add_column(col)
+    t.add_column("calls", justify="right")
+    for *cells, n in rows:
+        t.add_row(*(str(c) for c in cells), f"{n:,}")
+    if more > 0:
+        t.caption = f"{more} {more_text}"
+    console.print(t)
+
+
 def render(stats: Stats, console: Console, *, top: int = 25) -> None:
     """Prints the summary tables."""
     s = stats.summary
@@ -95,39 +118,23 @@ def render(stats: Stats, console: Console, *, top: int = 25) -> None:
         )
     if stats.status:
         console.print("Calls by status: " + ", ".join(f"{k} {v:,}" for k, v in stats.status.most_common()))
-    if stats.ops:
-        t = Table(title="Calls per interface and operation", title_justify="left")
-        for col in ("interface", "operation", "transport", "calls"):
-            t.add_column(col, justify="right" if col == "calls" else "left")
-        for (iface, op, tr), n in stats.ops.most_common(top):
-            t.add_row(iface, op, tr, f"{n:,}")
-        if len(stats.ops) > top:
-            t.caption = f"{len(stats.ops) - top} more rows: use --format jsonl for everything"
-        console.print(t)
-    if stats.convs:
-        t = Table(title="Conversations", title_justify="left")
-        for col in ("client", "server", "interface", "calls"):
-            t.add_column(col, justify="right" if col == "calls" else "left")
-        for (c, srv, iface), n in stats.convs.most_common(top):
-            t.add_row(c, srv, iface, f"{n:,}")
-        console.print(t)
-    if stats.faults:
-        t = Table(title="Faults and rejections", title_justify="left")
-        for col in ("interface", "operation", "fault", "calls"):
-            t.add_column(col, justify="right" if col == "calls" else "left")
-        for (iface, op, fault), n in stats.faults.most_common(top):
-            t.add_row(iface, op, fault, f"{n:,}")
-        console.print(t)
-    if stats.posture:
-        t = Table(title="Auth posture (weakest protection seen)", title_justify="left")
-        for col in ("client", "server", "interface", "weakest", "auth", "user", "calls"):
-            t.add_column(col, justify="right" if col == "calls" else "left")
-        rows = sorted(stats.posture.items(), key=lambda kv: (kv[1][0], -kv[1][4]))
-        for (c, srv, iface), (_r, prot, auth, users, n) in rows[:top]:
-            t.add_row(c, srv, iface, prot, auth, ", ".join(sorted(users)) or "-", f"{n:,}")
-        if len(rows) > top:
-            t.caption = f"{len(rows) - top} more rows (weakest first)"
-        console.print(t)
+    _table(
+        console, "Calls per interface and operation", ("interface", "operation", "transport"),
+        [(*k, n) for k, n in stats.ops.most_common(top)], len(stats.ops) - top,
+        "more rows: use --format jsonl for everything",
+    )  # fmt: skip
+    _table(console, "Conversations", ("client", "server", "interface"),
+           [(*k, n) for k, n in stats.convs.most_common(top)])  # fmt: skip
+    _table(console, "Faults and rejections", ("interface", "operation", "fault"),
+           [(*k, n) for k, n in stats.faults.most_common(top)])  # fmt: skip
+    posture = sorted(stats.posture.items(), key=lambda kv: (kv[1][0], -kv[1][4]))
+    _table(
+        console, "Auth posture (weakest protection seen)",
+        ("client", "server", "interface", "weakest", "auth", "user"),
+        [(c, srv, iface, prot, auth, ", ".join(sorted(users)) or "-", n)
+         for (c, srv, iface), (_r, prot, auth, users, n) in posture[:top]],
+        len(posture) - top, "more rows (weakest first)",
+    )  # fmt: skip
     if s is not None:
         damage = {k: v for k, v in s.counters.items() if k.startswith(_DAMAGE_PREFIXES)}
         if damage:
