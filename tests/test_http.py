@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from builders import SAMR, Conv, bind, bind_ack, pcap, request, response, write
+from tshark_ref import have_tshark, tshark_requests
 
 from rpcinspect.capture import fastscan
 from rpcinspect.engine import analyze
@@ -78,9 +79,7 @@ def channel_frames() -> list[bytes]:
     frames.append(out.send(True, b"RPC_OUT_DATA /rpc/rpcproxy.dll?dc:6004 HTTP/1.1\r\nHost: dc\r\n"
                                  b"Content-Length: 76\r\n\r\n" + conn_a1()))  # fmt: skip
     frames.append(inn.send(True, b"RPC_IN_DATA /rpc/rpcproxy.dll?dc:6004 HTTP/1.1\r\nHost: dc\r\n"))
-    frames.append(
-        inn.send(True, b"Content-Length: 1073741824\r\n\r\n" + conn_b1() + bind(1, [(0, SAMR, 1)]))
-    )
+    frames.append(inn.send(True, b"Content-Length: 1073741824\r\n\r\n" + conn_b1() + bind(1, [(0, SAMR, 1)])))
     a3 = rts([(6, struct.pack("<I", 1)), (0, struct.pack("<I", 65536))])
     frames.append(out.send(False, b"HTTP/1.1 200 Success\r\nContent-Type: application/rpc\r\n\r\n" + a3))
     frames.append(out.send(False, bind_ack(1, 1)))
@@ -157,3 +156,26 @@ def test_prefilter_learns_http_channels_on_any_port(tmp_path: Path) -> None:
         return [dataclasses.asdict(r) for r in analyze([path], prefilter=pf) if isinstance(r, CallRecord)]
 
     assert recs(True) == recs(False) and len(recs(True)) == 1
+
+
+@pytest.mark.skipif(not have_tshark(), reason="tshark is not installed")
+def test_tshark_agrees_on_the_built_http_captures(tmp_path: Path) -> None:
+    """No public capture carries ncacn_http, so the built ones are checked against tshark: every
+    request tshark decodes is ours at the same frame, opnum and interface; on the IN/OUT channel
+    pair tshark decodes the bind but not the request inside the IN channel's body, rpcinspect both."""
+    c = Conv(dport=593)
+    c.handshake()
+    c.send(False, b"ncacn_http/1.0")
+    c.send(True, bind(1, [(0, SAMR, 1)]))
+    c.send(False, bind_ack(1, 1))
+    c.send(True, request(2, 5)[:30])
+    c.send(True, request(2, 5)[30:])
+    c.send(False, response(2))
+    totals = {}
+    for name, frames in (("593", c.frames), ("channels", channel_frames())):
+        path = write(tmp_path / f"{name}.pcap", pcap(frames))
+        ref = tshark_requests(path)
+        ours = {(r.req_frame, r.opnum, r.if_uuid) for r in analyze([path]) if isinstance(r, CallRecord)}
+        assert all((t.frame, t.opnum, t.if_uuid) in ours for t in ref), (name, ref, ours)
+        totals[name] = (len(ref), len(ours))
+    assert totals == {"593": (1, 1), "channels": (0, 1)}
