@@ -655,3 +655,30 @@ def test_overlapping_writes_and_oversized_message(tmp_path: Path) -> None:
     assert c["smb_limit"] == 1 and c["malformed_pdu"] >= 1
     (call,) = calls(recs)
     assert (call.operation, call.status) == ("LsarOpenPolicy2", "ok")
+
+
+def test_smb2_create_and_related_write_in_one_compound(tmp_path: Path) -> None:
+    """CREATE + WRITE + READ in one compound: the WRITE and READ name the file id all-FF (related
+    operations), which only the CREATE's answer resolves."""
+    conv = b.Conv(dport=445)
+    conv.handshake()
+    smb2_setup(conv)
+    all_ff = b"\xff" * 16
+    related = 0x4  # SMB2_FLAGS_RELATED_OPERATIONS
+    w = write_req(4, all_ff, b.bind(1, [(0, LSARPC, 0)]))
+    r = read_req(5, all_ff)
+    w = w[:16] + struct.pack("<I", struct.unpack_from("<I", w, 16)[0] | related) + w[20:]
+    r = r[:16] + struct.pack("<I", struct.unpack_from("<I", r, 16)[0] | related) + r[20:]
+    conv.send(True, nb(compound(create_req(3, "lsarpc"), w, r)))
+    bind_frame = frame_no(conv)
+    conv.send(False, nb(compound(create_resp(3, FID_A), write_resp(4, 1), read_resp(5, b.bind_ack(1, 1)))))
+    conv.send(True, nb(write_req(6, FID_A, b.request(2, 44))))
+    conv.send(True, nb(read_req(7, FID_A)))
+    conv.send(False, nb(compound(write_resp(6, 1), read_resp(7, b.response(2)))))
+    recs = run(tmp_path, conv)
+    bind = next(x for x in recs if isinstance(x, BindRecord))
+    assert (bind.status, bind.req_frame, bind.named_pipe) == ("ok", bind_frame, "lsarpc")
+    (call,) = calls(recs)
+    assert (call.operation, call.status, call.named_pipe, call.interface) == (
+        "LsarOpenPolicy2", "ok", "lsarpc", "lsarpc",
+    )  # fmt: skip

@@ -52,6 +52,7 @@ _STATUS_PENDING = 0x00000103
 _FSCTL_PIPE_TRANSCEIVE = 0x0011C017
 _FLAG_RESPONSE, _FLAG_ASYNC, _FLAG_RELATED, _FLAG_SIGNED = 0x1, 0x2, 0x4, 0x8
 _ALL_FF = b"\xff" * 16
+_CREATE_MARK = b"create:"  # + MessageId: "the file id the CREATE before me in this compound gets"
 _DIALECTS = {0x0202: "2.0.2", 0x0210: "2.1", 0x02FF: "2.???", 0x0300: "3.0", 0x0302: "3.0.2", 0x0311: "3.1.1"}
 
 
@@ -96,8 +97,8 @@ class SmbHandler(Smb1Commands):
     """TCP connection handler for SMB (139/445): frames SMB messages and follows named pipes."""
 
     __slots__ = (
-        "_ep", "async_ids", "bufs", "dialect", "pending", "pipes", "run", "sessions", "skip", "sync",
-        "trees",
+        "_ep", "async_ids", "bufs", "created", "deferred", "dialect", "pending", "pipes", "run",
+        "sessions", "skip", "sync", "trees",
     )  # fmt: skip
 
     def __init__(self, run: Run, endpoints: Endpoints, *, midstream: bool = False) -> None:
@@ -112,6 +113,10 @@ class SmbHandler(Smb1Commands):
         self.trees: dict[tuple[int, int], bool] = {}  # (session, tree) -> is a pipe share (IPC$)
         self.sessions: dict[int, _Sess] = {}
         self.dialect: str | None = None
+        # requests related to a CREATE in the same compound (file id all-FF): MessageId of the
+        # CREATE -> data held until its answer, and -> the file id that answer gave
+        self.deferred: dict[int, list[tuple[int, bytes, int, float]]] = {}
+        self.created: dict[int, bytes] = {}
 
     # -- stream framing ------------------------------------------------------------------------
     def data(self, dirn: int, payload: bytes, frame: int, ts: float) -> None:
@@ -324,6 +329,17 @@ class SmbHandler(Smb1Commands):
         self.run.count("smb_pipes_opened")
         return p
 
+    def _defer(self, mark: bytes, dirn: int, data: bytes, frame: int, ts: float) -> None:
+        """Holds the data of a request related to a CREATE in the same compound (file id all-FF)
+        until the CREATE's answer gives the file id."""
+        mid = int.from_bytes(mark[len(_CREATE_MARK) :], "little")
+        held = self.deferred.setdefault(mid, [])
+        if len(self.deferred) > self.run.limits.max_smb_pending or len(held) >= 64:
+            self.deferred.pop(mid, None)
+            self.run.anomaly("smb_limit", "too many related requests held for a CREATE", frame, ts, self._ep)
+            return
+        held.append((dirn, data, frame, ts))
+
     def _pipe_data(
         self, key: tuple[int, int, bytes], pdirn: int, req_dirn: int, data: bytes, frame: int, ts: float
     ) -> None:
@@ -372,6 +388,7 @@ class SmbHandler(Smb1Commands):
                 noff, nlen = _U16(m, b + 44)[0], _U16(m, b + 46)[0]
                 name = _utf16(m, o + noff, nlen) if nlen else ""
                 self._add_pending(mid, (cmd, sid, tree, normalise_pipe(name), dirn), frame, ts)
+                return nxt, _CREATE_MARK + mid.to_bytes(8, "little")  # related requests' file id
             elif cmd == 0x9:  # WRITE
                 doff, dlen = _U16(m, b + 2)[0], _U32(m, b + 4)[0]
                 fid = bytes(m[b + 16 : b + 32])
@@ -382,7 +399,10 @@ class SmbHandler(Smb1Commands):
                     self.run.anomaly(
                         "malformed_smb", "SMB2 WRITE data beyond the message", frame, ts, self._ep
                     )
-                self._pipe_data((sid, tree or 0, fid), 0, dirn, data, frame, ts)
+                if fid.startswith(_CREATE_MARK):
+                    self._defer(fid, dirn, data, frame, ts)
+                else:
+                    self._pipe_data((sid, tree or 0, fid), 0, dirn, data, frame, ts)
             elif cmd == 0x8:  # READ
                 fid = bytes(m[b + 16 : b + 32])
                 if fid == _ALL_FF and prev_fid is not None:
@@ -400,7 +420,12 @@ class SmbHandler(Smb1Commands):
                     if fid == _ALL_FF and prev_fid is not None:
                         fid = prev_fid
                     ioff, ilen = _U32(m, b + 24)[0], _U32(m, b + 28)[0]
-                    self._pipe_data((sid, tree or 0, fid), 0, dirn, m[o + ioff : o + ioff + ilen], frame, ts)
+                    data = m[o + ioff : o + ioff + ilen]
+                    if fid.startswith(_CREATE_MARK):
+                        self._defer(fid, dirn, data, frame, ts)
+                        fid = _ALL_FF  # the response names the file id
+                    else:
+                        self._pipe_data((sid, tree or 0, fid), 0, dirn, data, frame, ts)
                     self._add_pending(mid, (cmd, sid, tree or 0, fid, dirn), frame, ts)
             elif cmd == 0x6:  # CLOSE
                 fid = bytes(m[b + 8 : b + 24])
@@ -447,6 +472,9 @@ class SmbHandler(Smb1Commands):
             return nxt, prev_fid
         ok = status == 0 or status == _STATUS_BUFFER_OVERFLOW
         if cmd == 0x8:  # READ
+            if req[3].startswith(_CREATE_MARK):  # related to a CREATE answered just before
+                fid = self.created.get(int.from_bytes(req[3][len(_CREATE_MARK) :], "little"))
+                req = (req[0], req[1], req[2], fid or _ALL_FF, req[4])
             if ok:
                 doff, dlen = m[b + 2], _U32(m, b + 4)[0]
                 data = m[o + doff : o + doff + dlen]
@@ -458,7 +486,8 @@ class SmbHandler(Smb1Commands):
         elif cmd == 0xB:  # IOCTL
             if ok:
                 ooff, olen = _U32(m, b + 32)[0], _U32(m, b + 36)[0]
-                self._pipe_data((req[1], req[2], req[3]), 1, req[4], m[o + ooff : o + ooff + olen], frame, ts)
+                fid = req[3] if req[3] != _ALL_FF else bytes(m[b + 8 : b + 24])
+                self._pipe_data((req[1], req[2], fid), 1, req[4], m[o + ooff : o + ooff + olen], frame, ts)
         elif cmd == 0x5:  # CREATE
             if status == 0 and len(m) >= b + 80:
                 fid = bytes(m[b + 64 : b + 80])
@@ -466,7 +495,13 @@ class SmbHandler(Smb1Commands):
                 is_pipe = self.trees.get((rsid, rtree))
                 if is_pipe or (is_pipe is None and name and "." not in name and "\\" not in name):
                     self._open_pipe((rsid, rtree or 0, fid), name, rdirn, frame, ts)
+                for ddirn, data, f, t in self.deferred.pop(mid, ()):  # related writes, now placed
+                    self._pipe_data((rsid, rtree or 0, fid), 0, ddirn, data, f, t)
+                if len(self.created) >= 64:
+                    self.created.pop(next(iter(self.created)))
+                self.created[mid] = fid
                 return nxt, fid
+            self.deferred.pop(mid, None)
         elif cmd == 0x6:  # CLOSE
             self._close_pipe((req[1], req[2], req[3]), frame, ts)
         elif cmd == 0x3:  # TREE_CONNECT
