@@ -23,6 +23,8 @@ class Limits:
     """Data segments a connection on an unknown port may show before it is judged not DCE/RPC."""
     max_ooo_bytes: int = 1 << 20
     """Out-of-order bytes buffered per direction before the gap is declared and skipped."""
+    max_ooo_segments: int = 4096
+    """Out-of-order segments buffered per direction (tiny segments must not make reassembly slow)."""
     max_pdu_buffer: int = 65_535 + 16
     """A frag_length is 16 bits, so one PDU never needs more; a direction never buffers more."""
     max_calls: int = 1024

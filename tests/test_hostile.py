@@ -205,3 +205,23 @@ def test_out_of_order_flood_is_bounded(tmp_path: Path) -> None:
     # the buffer holds ~45 segments at most: each further one forces the oldest hole to be skipped
     assert s.counters["tcp_gaps"] == 400  # type: ignore[union-attr]
     assert s.counters["tcp_gap_bytes"] == 100_000 + 399 * 600  # type: ignore[union-attr]
+
+
+def test_many_tiny_out_of_order_segments_stay_fast(tmp_path: Path) -> None:
+    """20,000 one-byte segments in reverse order: bounded (segment count) and not quadratic."""
+    import time
+
+    conv = session()
+    payload = b.request(9, 65, b"R" * 19_960)
+    base = conv.cseq
+    frames = [conv.frame(True, payload[i : i + 1], seq=base + i) for i in range(len(payload))]
+    conv.cseq += len(payload)
+    conv.frames += frames[::-1]
+    conv.send(False, b.response(9))
+    path = b.write(tmp_path / "tiny.pcap", b.pcap(conv.frames))
+    start = time.perf_counter()
+    recs = list(analyze([path]))
+    elapsed = time.perf_counter() - start
+    assert elapsed < 20, f"took {elapsed:.1f}s"
+    s = recs[-1]
+    assert s.counters["tcp_gaps"] >= 1  # type: ignore[union-attr]  # the segment bound forced skips

@@ -175,7 +175,8 @@ class TcpTable:
         d.ooo[seq] = (payload, frame, ts)
         d.ooo_bytes += len(payload) - (len(old[0]) if old else 0)
         self.run.count("tcp_out_of_order")
-        if d.ooo_bytes > self.run.limits.max_ooo_bytes:
+        lim = self.run.limits
+        if d.ooo_bytes > lim.max_ooo_bytes or len(d.ooo) > lim.max_ooo_segments:
             self._skip_gap(conn, dirn, d, frame, ts)
 
     def _drain(self, conn: Connection, dirn: int, d: _Dir, frame: int, ts: float, own: bool = False) -> None:
@@ -188,6 +189,13 @@ class TcpTable:
         while ooo:
             nxt = d.next_seq
             assert nxt is not None
+            exact = ooo.pop(nxt, None)
+            if exact is not None:  # the usual case: the next segment starts where the stream is
+                data, f, t = exact
+                d.ooo_bytes -= len(data)
+                self._deliver(conn, dirn, data, f if own else frame, t if own else ts)
+                d.next_seq = (nxt + len(data)) & _MASK
+                continue
             progressed = False
             for seq in list(ooo):
                 diff = (seq - nxt) & _MASK
