@@ -1,1 +1,1 @@
-"""cli stage."""
+"""The ``rpcinspect`` command line (typer): parses options, calls the engine, renders."""
