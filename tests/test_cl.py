@@ -75,7 +75,11 @@ def test_request_response_paired_by_activity_and_seqnum(tmp_path: Path) -> None:
     assert [(c.call_id, c.req_frame, c.resp_frame, c.opnum) for c in calls] == [(2, 2, 3, 5), (1, 1, 4, 1)]
     c = calls[0]
     assert (c.transport, c.if_source, c.activity_uuid, c.if_uuid, c.interface) == (
-        "ncadg_ip_udp", "header", ACT, SAMR, "samr"
+        "ncadg_ip_udp",
+        "header",
+        ACT,
+        SAMR,
+        "samr",
     )
     assert c.operation is not None and c.status == "ok" and c.ctx_id is None
     assert (c.src, c.sport, c.dst, c.dport) == ("10.0.0.1", 40000, "10.0.0.2", 135)

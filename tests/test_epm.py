@@ -112,7 +112,10 @@ def test_ept_map_names_a_later_unbound_connection(tmp_path: Path) -> None:
     ]
     call = next(r for r in recs if isinstance(r, CallRecord) and r.dport == 49667)
     assert (call.if_uuid, call.interface, call.if_source, call.operation) == (
-        SAMR, "samr", "epm", "SamrCloseHandle"
+        SAMR,
+        "samr",
+        "epm",
+        "SamrCloseHandle",
     )
     recs = epm_then_unbound(tmp_path / "e.pcap", decode_as=("10.0.0.2:49667=lsarpc",))
     call = next(r for r in recs if isinstance(r, CallRecord) and r.dport == 49667)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,40 +38,37 @@ def _normalise_pipe(name: str) -> str:
     return n[5:].lstrip("\\") if n.startswith("pipe\\") else n
 
 
-def _smb_fid(node: object) -> str | None:
-    """The first SMB2 or SMB1 file id under an smb/smb2/smb_pipe layer."""
+def _first(node: object, pick: Callable[[str, object], str | None]) -> str | None:
+    """Depth-first, the first value *pick* returns for a (key, value) of the JSON tree."""
     if isinstance(node, dict):
         for k, v in node.items():
-            if k in ("smb2.fid", "smb.fid") and isinstance(v, str):
-                return v
-            found = _smb_fid(v)
+            found = pick(k, v)
+            if found is None:
+                found = _first(v, pick)
             if found is not None:
                 return found
     elif isinstance(node, list):
         for v in node:
-            found = _smb_fid(v)
+            found = _first(v, pick)
             if found is not None:
                 return found
     return None
+
+
+def _smb_fid(node: object) -> str | None:
+    """The first SMB2 or SMB1 file id under an smb/smb2/smb_pipe layer."""
+    return _first(node, lambda k, v: v if k in ("smb2.fid", "smb.fid") and isinstance(v, str) else None)
 
 
 def _smb_file(node: object) -> str | None:
     """The file name tshark attaches to a file id anywhere under an smb/smb2 layer."""
-    if isinstance(node, dict):
-        for k, v in node.items():
-            if k.startswith("GUID handle File: "):
-                return k[len("GUID handle File: ") :]
-            if k == "smb.file" and isinstance(v, str):
-                return v
-            found = _smb_file(v)
-            if found is not None:
-                return found
-    elif isinstance(node, list):
-        for v in node:
-            found = _smb_file(v)
-            if found is not None:
-                return found
-    return None
+
+    def pick(k: str, v: object) -> str | None:
+        if k.startswith("GUID handle File: "):
+            return k[len("GUID handle File: ") :]
+        return v if k == "smb.file" and isinstance(v, str) else None
+
+    return _first(node, pick)
 
 
 def have_tshark() -> bool:

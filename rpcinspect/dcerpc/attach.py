@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from rpcinspect.dcerpc.association import Association
-from rpcinspect.flows.tcp import IGNORE, Connection, Handler, _Ignore
+from rpcinspect.flows.tcp import Connection, Handler, _Ignore
 from rpcinspect.transports.cotcp import CoFramer, plausible
 from rpcinspect.transports.http import HttpChannels, HttpHandler, is_http_rpc
 from rpcinspect.transports.smb import SMB_PORTS, SmbHandler
@@ -22,14 +22,12 @@ from rpcinspect.transports.smb import SMB_PORTS, SmbHandler
 if TYPE_CHECKING:
     from rpcinspect.runtime import Run
 
-__all__ = ["CO_PORTS", "HTTP_PORTS", "PENDING_TRANSPORT_PORTS", "TcpSelector"]
+__all__ = ["CO_PORTS", "HTTP_PORTS", "TcpSelector"]
 
 HTTP_PORTS: Final = frozenset((593,))
 """ncacn_http (MS-RPCH) over TCP: the ``ncacn_http/1.0`` banner, then CO and RTS PDUs."""
 CO_PORTS: Final = frozenset((135,))
 """ncacn_ip_tcp well-known ports: a connection here is DCE/RPC even if it starts mid-PDU."""
-PENDING_TRANSPORT_PORTS: Final[dict[int, str]] = {}
-"""Ports of transports decoded by later work; their connections are counted, not misparsed."""
 
 
 class TcpSelector:
@@ -50,11 +48,6 @@ class TcpSelector:
         if is_http_rpc(payload):
             plain = not payload.startswith(b"ncacn_http")
             return HttpHandler(self.run, conn.endpoints(), self.http, http=plain)
-        for port in (dport, sport):
-            name = PENDING_TRANSPORT_PORTS.get(port)
-            if name is not None:
-                self.run.count(f"connections_{name}_not_decoded")
-                return IGNORE
         if plausible(payload, 0):
             return self._co(conn, midstream=False)
         if sport in CO_PORTS or dport in CO_PORTS:

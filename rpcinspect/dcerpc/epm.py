@@ -155,6 +155,18 @@ def _twr(r: _Reader) -> bytes:
     return octets
 
 
+def _array_count(r: _Reader, entry_size: int, stub_len: int) -> int:
+    """Element count of the reply array after the context handle: number returned, then the
+    conformant varying header (max_count, offset, actual_count); bounded by the stub's size."""
+    r.u32()  # num_towers / num_ents
+    r.u32()  # max_count
+    r.u32()  # offset
+    count = r.u32()
+    if count > MAX_TOWERS or count * entry_size > stub_len:
+        raise ValueError("count")
+    return count
+
+
 def _deferred_towers(r: _Reader, refs: list[int], out: list[Tower]) -> None:
     """The towers the non-null pointers in *refs* point at, in order (NDR deferred referents)."""
     for ref in refs:
@@ -169,12 +181,7 @@ def parse_map_response(stub: bytes) -> list[Tower]:
     r = _Reader(stub, 20)
     out: list[Tower] = []
     try:
-        r.u32()  # num_towers
-        r.u32()  # max_count
-        r.u32()  # offset
-        count = r.u32()
-        if count > MAX_TOWERS or count * 4 > len(stub):
-            raise ValueError("count")
+        count = _array_count(r, 4, len(stub))
         refs = [r.u32() for _ in range(count)]
         _deferred_towers(r, refs, out)
     except ValueError:
@@ -187,12 +194,7 @@ def parse_lookup_response(stub: bytes) -> list[Tower]:
     r = _Reader(stub, 20)
     out: list[Tower] = []
     try:
-        r.u32()  # num_ents
-        r.u32()  # max_count
-        r.u32()  # offset
-        count = r.u32()
-        if count > MAX_TOWERS or count * 28 > len(stub):
-            raise ValueError("count")
+        count = _array_count(r, 28, len(stub))
         refs: list[int] = []
         for _ in range(count):
             r.skip(16)  # object uuid

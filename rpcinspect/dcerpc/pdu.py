@@ -8,9 +8,9 @@ or raises on bad input: a body that does not fit its PDU gives ``None`` and the 
 from __future__ import annotations
 
 import struct
-import uuid
 from typing import Final, NamedTuple
 
+from rpcinspect.transports.cl import uuid_str
 from rpcinspect.transports.cotcp import CO_HEADER_LEN, Header, header, plausible
 
 __all__ = [
@@ -57,20 +57,6 @@ BIND_TYPES: Final = frozenset((11, 14))
 
 _LE: Final = {"H": struct.Struct("<H"), "I": struct.Struct("<I"), "HH": struct.Struct("<HH")}
 _BE: Final = {"H": struct.Struct(">H"), "I": struct.Struct(">I"), "HH": struct.Struct(">HH")}
-
-
-_uuid_cache: dict[tuple[bytes, bool], str] = {}
-
-
-def uuid_str(raw: bytes, little: bool) -> str:
-    """Lowercase text of a wire UUID; the first three fields follow the PDU's byte order."""
-    key = (raw, little)
-    s = _uuid_cache.get(key)
-    if s is None:
-        s = str(uuid.UUID(bytes_le=raw) if little else uuid.UUID(bytes=raw))
-        if len(_uuid_cache) < 4096:
-            _uuid_cache[key] = s
-    return s
 
 
 class AuthTrailer(NamedTuple):

@@ -80,7 +80,9 @@ _uuids: dict[tuple[bytes, bool], str] = {}
 
 
 def uuid_str(raw: bytes, little: bool) -> str:
-    """Lowercase text of a wire UUID in the PDU's byte order (bounded cache: few distinct ones)."""
+    """Lowercase text of a wire UUID in the PDU's byte order (bounded cache: few distinct ones).
+
+    The one UUID formatter for every PDU kind: :mod:`rpcinspect.dcerpc.pdu` uses it too."""
     key = (raw, little)
     s = _uuids.get(key)
     if s is None:
