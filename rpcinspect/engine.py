@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from rpcinspect.auth.decrypt import Secret
+from rpcinspect.auth.secrets import Secret
 from rpcinspect.capture.link import LINKTYPE_NAMES, SUPPORTED_LINKTYPES, decode
 from rpcinspect.catalog import Catalog, load_catalog
 from rpcinspect.dcerpc.attach import TcpSelector

@@ -14,7 +14,7 @@ from rpcinspect.limits import DEFAULT_LIMITS, Limits
 from rpcinspect.records import AnomalyRecord, CallRecord, Record
 
 if TYPE_CHECKING:
-    from rpcinspect.auth.decrypt import Secret
+    from rpcinspect.auth.secrets import Secret
     from rpcinspect.catalog import Catalog
 
 __all__ = ["Endpoints", "Resolver", "Run", "StubTap"]

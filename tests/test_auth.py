@@ -15,7 +15,7 @@ from conftest import CAPTURES, CORPUS
 
 from rpcinspect.auth import SEC_VT_MAGIC, kerberos, netlogon, ntlm, parse_value, spnego
 from rpcinspect.auth.crypto import RC4, md4
-from rpcinspect.auth.decrypt import Secret, load_secrets
+from rpcinspect.auth.secrets import Secret, load_secrets
 from rpcinspect.catalog import load_catalog
 from rpcinspect.dcerpc import authstate
 from rpcinspect.dcerpc.association import Association

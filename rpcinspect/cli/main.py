@@ -151,7 +151,7 @@ def analyze(
     except RpcInspectError as exc:
         err.print(f"[red]usage error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
-    from rpcinspect.auth.decrypt import load_secrets
+    from rpcinspect.auth.secrets import load_secrets
 
     try:
         secrets = load_secrets(password or [], nt_hash or [], secrets_file) or None

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rpcinspect.auth import parse_value
-from rpcinspect.auth.decrypt import NtlmSealer, ntlm_sealer
+from rpcinspect.auth.ntlmseal import Sealer, ntlm_sealer
 from rpcinspect.dcerpc import pdu
 from rpcinspect.dcerpc.pdu import Header
 from rpcinspect.records import BindAuth, KerberosAuth, NetlogonAuth, NtlmAuth, SpnegoAuth
@@ -49,7 +49,7 @@ class AuthCtx:
         self.problems: list[str] = []
         self.complete = False
         self.user: str | None = None
-        self.sealer: NtlmSealer | None = None  # set when a given secret opens this context
+        self.sealer: Sealer | None = None  # set when a given secret opens this context
 
     def merge(self, parsed: dict[str, dict[str, Any]], server: bool) -> None:
         for mech, fields in parsed.items():
@@ -160,9 +160,10 @@ def unseal(
     actx = ctxs.get(tr.ctx_id) if tr is not None else None
     if tr is None or actx is None or actx.sealer is None:
         return None
-    checksum = bytes(buf[tr.value_off + 4 : tr.value_off + 12])
+    verifier = bytes(buf[tr.value_off : tr.value_off + tr.value_len])
     if tr.auth_level == 6:
-        return actx.sealer.unseal(side, bytes(buf[start : start + stub + tr.pad_len]), checksum)[:stub]
+        plain = actx.sealer.unseal(side, bytes(buf[start : start + stub + tr.pad_len]), verifier)
+        return None if plain is None else plain[:stub]
     if tr.auth_level >= 5:
-        actx.sealer.skip(side, checksum)
+        actx.sealer.skip(side, verifier)
     return None
