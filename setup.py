@@ -12,6 +12,12 @@ setup(
             # Without libpcap headers or a C compiler the build is skipped and
             # rpcinspect falls back to its pure-Python pcap reader.
             optional=True,
-        )
+        ),
+        Extension(
+            # the in-order TCP/DCE-RPC fast path (see the file's comment); pure Python without it
+            "rpcinspect.flows._fastpath",
+            sources=["rpcinspect/flows/_fastpath.c"],
+            optional=True,
+        ),
     ],
 )

@@ -5,7 +5,7 @@
 # (captures/lab/): one pcap per scenario in captures/NAME.pcap, the table
 # captures/MANIFEST.tsv, and captures/rpclab.keytab (lab secrets only, for
 # Kerberos decryption tests).  Must run as root.  Brings the lab up itself
-# (dc-up.sh, with SMB1 allowed for the smb1 scenarios) and creates the Impacket
+# (dc-up.sh, with SMB1 and NTLMv1 allowed for their scenarios) and creates the Impacket
 # venv if needed; leaves the lab running (stop it with captures/lab/dc-down.sh).
 #
 #   FILTER   only scenarios whose name contains FILTER are re-recorded; their
@@ -28,7 +28,11 @@ FILTER=${1:-}
 T0=$(date +%s.%N)
 
 # SMB1 (NT1) is off by default in Samba 4.17; the smb1 scenarios need it.
-export RPCLAB_EXTRA_CONF=${RPCLAB_EXTRA_CONF-server min protocol = NT1}
+# NTLMv1 is refused by default (ntlm auth = ntlmv2-only); the ntlmv1 scenario
+# needs it allowed.  Neither weakens the other scenarios: their clients still
+# negotiate SMB2/3 and send NTLMv2.
+export RPCLAB_EXTRA_CONF=${RPCLAB_EXTRA_CONF-server min protocol = NT1
+ntlm auth = yes}
 "$LAB/dc-up.sh" || exit 1
 "$LAB/impacket-venv.sh" || exit 1
 # shellcheck source-path=SCRIPTDIR source=lab/lab.env
@@ -128,6 +132,9 @@ scn authn-privacy-tcp-rpcclient ncacn_ip_tcp \
 scn authn-privacy-tcp-impacket ncacn_ip_tcp \
   "Impacket probe (rpc_probes.py authlevel privacy): NTLM privacy on epm ept_lookup, samr SamrConnect/SamrEnumerateDomainsInSamServer, lsarpc LsarOpenPolicy2 (fault access denied)" -- \
   "${PROBE[@]}" authlevel privacy
+scn ntlmv1-privacy-tcp-impacket ncacn_ip_tcp \
+  "Impacket probe (rpc_probes.py ntlmv1 privacy): NTLMv1 (24-byte NT response; the DC allows it with ntlm auth = yes) at privacy over ncacn_ip_tcp to samr, two connections after an ept_map each: 1) with extended session security (NTLM2 session response: client and server RC4 handles), 2) without it (ESS dropped from the NEGOTIATE flags: one RC4 handle for both directions, CRC32 signatures); each SamrConnect, SamrEnumerateDomainsInSamServer, SamrCloseHandle. Decryptable with the lab admin password (tshark 4.0 decrypts only the first connection)" -- \
+  "${PROBE[@]}" ntlmv1 privacy
 
 # ================================================================== Kerberos
 scn kerberos-krb5-seal-tcp-rpcclient ncacn_ip_tcp \

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from rpcinspect.auth.keytab import Keytab
 from rpcinspect.auth.secrets import Secret
 from rpcinspect.capture.link import LINKTYPE_NAMES, SUPPORTED_LINKTYPES, decode
 from rpcinspect.catalog import Catalog, load_catalog
@@ -24,12 +25,34 @@ from rpcinspect.flows.udp import UdpTable
 from rpcinspect.limits import DEFAULT_LIMITS, Limits
 from rpcinspect.records import Record, SummaryRecord
 from rpcinspect.runtime import Run
-from rpcinspect.transports.prefilter import open_source
+from rpcinspect.transports.cotcp import CoFramer, Header
+from rpcinspect.transports.prefilter import PrefilteredSource, open_source
+
+try:
+    from rpcinspect.flows import _fastpath  # type: ignore[attr-defined]
+except ImportError:  # the C extension was not built: the pure loop below does the same
+    _fastpath = None
 
 __all__ = ["Progress", "analyze"]
 
 Progress = Callable[[str, int], None]
 """Called as ``progress(path, bytes_read)`` every few thousand packets."""
+
+
+def _raw_path(
+    linktype: int, segment: Callable[..., None], datagram: Callable[..., None]
+) -> Callable[[int, float, bytes], None]:
+    """What the engine loop does with a packet the C scanner did not decode (IP fragments, ...)."""
+
+    def raw(frame: int, ts: float, data: bytes) -> None:
+        seg = decode(linktype, data)
+        if seg is not None:
+            if seg[0] == 6:
+                segment(seg, frame, ts)
+            else:
+                datagram(seg, frame, ts)
+
+    return raw
 
 
 def analyze(
@@ -41,6 +64,7 @@ def analyze(
     prefilter: bool = True,
     decode_as: Iterable[str] = (),
     secrets: list[Secret] | None = None,
+    keytab: Keytab | None = None,
 ) -> Iterator[Record]:
     """Decodes every capture in *paths*, in order; yields records, then one summary record.
 
@@ -50,10 +74,13 @@ def analyze(
     *decode_as* holds ``HOST:PORT=UUID[:VERSION]`` / ``PIPE=UUID[:VERSION]`` rules naming calls whose
     bind is not in the capture (before endpoint-mapper learning and well-known pipes); a bad rule
     raises :class:`~rpcinspect.errors.ConfigError` before anything is read.
+
+    *secrets* (NT hashes) open NTLM-sealed stubs, *keytab* (Kerberos keys) Kerberos-sealed ones.
     """
     out: list[Record] = []
     run = Run(catalog or load_catalog(), out.append, limits=limits)
-    run.secrets = secrets or None
+    run.secrets = secrets or ([] if keytab else None)  # a list turns stub decryption on
+    run.keytab_keys = keytab or None
     rules = parse_decode_as(decode_as, run.catalog)
     run.resolver = Resolver(run.catalog, rules, EndpointMapper(run))
     started = time.perf_counter()
@@ -72,10 +99,22 @@ def analyze(
         udp = UdpTable(run)
         last_frame, last_ts, max_ts = 0, 0.0, 0.0
         bad_links: set[int] = set()
-        seen = 0
         with reader:
             segment, datagram = table.segment, udp.datagram
-            for batch in reader.batches():
+            fast = _fastpath is not None and isinstance(reader, PrefilteredSource)
+            if fast:
+                raw = _raw_path(reader.linktype, segment, datagram)
+                # in-order segments of whole PDUs go to their association in C, the rest to Python
+                for rb in reader.raw_batches():
+                    max_ts = max(max_ts, _fastpath.feed(table, rb, CoFramer, Header, segment, datagram, raw))
+                    if out:
+                        yield from out
+                        out.clear()
+                    if rb:
+                        last_frame, last_ts = rb[-1][0], rb[-1][1] / 1_000_000_000
+                    if progress is not None:
+                        progress(str(path), reader.bytes_read)
+            for batch in () if fast else reader.batches():
                 for frame, ts, linktype, data in batch:
                     if data.__class__ is tuple:
                         seg = data  # decoded in C by the prefilter
@@ -98,7 +137,6 @@ def analyze(
                             out.clear()
                 if batch:
                     last_frame, last_ts = batch[-1][0], batch[-1][1]
-                seen += len(batch)
                 if progress is not None:
                     progress(str(path), reader.bytes_read)
             table.expire(max(max_ts, reader.last_ts), last_frame)

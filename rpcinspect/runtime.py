@@ -14,6 +14,7 @@ from rpcinspect.limits import DEFAULT_LIMITS, Limits
 from rpcinspect.records import AnomalyRecord, CallRecord, Record
 
 if TYPE_CHECKING:
+    from rpcinspect.auth.keytab import Keytab
     from rpcinspect.auth.secrets import Secret
     from rpcinspect.catalog import Catalog
 
@@ -52,9 +53,12 @@ class Run:
         """Bounded per-run memo for derived values that depend on the catalog (bind contexts)."""
         self.resolver: Resolver | None = None
         self.stub_taps: dict[str, tuple[frozenset[int] | None, StubTap]] = {}
-        self.secrets: list[Secret] | None = None
-        """Secrets for decrypting sealed stubs (``--password``/``--nt-hash``); None: no decryption."""
         """if_uuid -> (opnums wanted, or None for all; tap). Only these calls keep stub bytes."""
+        self.secrets: list[Secret] | None = None
+        """Secrets for decrypting sealed stubs (``--password``/``--nt-hash``); None: no decryption
+        (an empty list when only keytabs are given)."""
+        self.keytab_keys: Keytab | None = None
+        """Kerberos keys (``--keytab``) that open service tickets; None: Kerberos is not decrypted."""
 
     def add_stub_tap(self, if_uuid: str, opnums: frozenset[int] | None, tap: StubTap) -> None:
         """Asks the associations to keep the stubs of these calls (bounded) and hand them to *tap*."""

@@ -284,6 +284,15 @@ EXPECTED: dict[str, Exp] = {
             ("lsarpc", "LsarOpenPolicy2", 1, "privacy", "fault"),
         ],
     ),
+    "ntlmv1-privacy-tcp-impacket": Exp(
+        "ncacn_ip_tcp",
+        [
+            ("epm", "ept_map", 2, "none", "ok"),
+            ("samr", "SamrConnect", 2, "privacy", "ok"),
+            ("samr", "SamrEnumerateDomainsInSamServer", 2, "privacy", "ok"),
+            ("samr", "SamrCloseHandle", 2, "privacy", "ok"),
+        ],
+    ),
     "kerberos-krb5-seal-tcp-rpcclient": Exp(
         "ncacn_ip_tcp",
         [

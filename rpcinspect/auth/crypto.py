@@ -1,5 +1,6 @@
-"""The few primitives NTLM sealing needs, in pure Python: MD4 (gone from OpenSSL 3's default
-provider), RC4 with a persistent state (a sealing handle), HMAC-MD5."""
+"""The few primitives NTLM sealing needs: MD4 (gone from OpenSSL 3's default provider) and RC4
+with a persistent state (a sealing handle) in pure Python, HMAC-MD5, and single DES for NTLMv1
+(from ``cryptography``, imported only when an NTLMv1 exchange is checked)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,29 @@ import hashlib
 import hmac
 import struct
 
-__all__ = ["RC4", "hmac_md5", "md4"]
+__all__ = ["RC4", "des", "hmac_md5", "md4"]
 
 
 def hmac_md5(key: bytes, data: bytes) -> bytes:
     return hmac.new(key, data, hashlib.md5).digest()
+
+
+def des(key7: bytes, block: bytes) -> bytes:
+    """MS-NLMP 6 DES(K, D): one 8-byte block under a 56-bit key given as 7 bytes (spread over 8
+    bytes, parity bits left clear: DES ignores them). Single DES is TripleDES with K1=K2=K3;
+    ``cryptography`` keeps it in ``hazmat.decrepit`` (since 43; before, among the primitives),
+    and a few blocks per NTLMv1 exchange do not justify a pure-Python DES."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+    try:
+        from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+    except ImportError:  # cryptography < 43
+        from cryptography.hazmat.primitives.ciphers.algorithms import TripleDES
+
+    k = int.from_bytes(key7[:7].ljust(7, b"\0"), "big")
+    key8 = bytes(((k >> (49 - 7 * i)) & 0x7F) << 1 for i in range(8))
+    enc = Cipher(TripleDES(key8 * 3), modes.ECB()).encryptor()
+    return enc.update(block) + enc.finalize()
 
 
 def _rotl(x: int, n: int) -> int:

@@ -15,9 +15,14 @@ from typing import Any
 
 from rpcinspect.auth.der import DerError, oid_text, tlv, tlvs
 
-__all__ = ["KRB5_OIDS", "MAX_BYTES", "etype_name", "parse"]
+__all__ = [
+    "KRB5_OIDS", "MAX_BYTES", "EncPart", "authenticator", "enc_ap_rep_part", "enc_ticket_part", "etype_name",
+    "parse",
+]  # fmt: skip
 
 MAX_BYTES = 65536
+EncPart = tuple[int, "int | None", bytes]
+"""An EncryptedData: ``(etype, kvno or None, cipher)``."""
 KRB5_OIDS = {"1.2.840.113554.1.2.2": "kerberos", "1.2.840.48018.1.2.2": "ms_kerberos",
              "1.2.840.113554.1.2.2.3": "kerberos_u2u"}  # fmt: skip
 _TOK_IDS = {b"\x01\x00": 0x6E, b"\x02\x00": 0x6F, b"\x03\x00": 0x7E}
@@ -74,6 +79,17 @@ def _etype(b: bytes, span: tuple[int, int]) -> str:
     return etype_name(_int(b, f[0]))
 
 
+def _enc(b: bytes, span: tuple[int, int]) -> EncPart:
+    """``(etype, kvno or None, cipher)`` of an EncryptedData, for decryption with a keytab."""
+    f = _seq(b, *span)
+    if 0 not in f or 2 not in f:
+        raise DerError("EncryptedData without etype or cipher")
+    t, cs, ce = tlv(b, *f[2])
+    if t != 0x04:
+        raise DerError("cipher is not an OCTET STRING")
+    return _int(b, f[0]), (_int(b, f[1]) if 1 in f else None), b[cs:ce]
+
+
 def _check_pvno_type(b: bytes, f: dict[int, tuple[int, int]], msg_type: int) -> None:
     if 0 not in f or 1 not in f or _int(b, f[0]) != 5 or _int(b, f[1]) != msg_type:
         raise DerError("pvno or msg-type is not what the message tag says")
@@ -108,6 +124,8 @@ def _ap_req(b: bytes) -> dict[str, Any]:
         "ticket_etype": _etype(b, tf[3]),
         "authenticator_etype": _etype(b, f[4]),
         "mutual": mutual,
+        "ticket_enc": _enc(b, tf[3]),
+        "authenticator_enc": _enc(b, f[4]),
     }
 
 
@@ -129,7 +147,7 @@ def _ap_rep(b: bytes) -> dict[str, Any]:
     _check_pvno_type(b, f, 15)
     if 2 not in f:
         raise DerError("AP-REP without enc-part")
-    return {"message": "ap_rep", "ap_rep_etype": _etype(b, f[2])}
+    return {"message": "ap_rep", "ap_rep_etype": _etype(b, f[2]), "ap_rep_enc": _enc(b, f[2])}
 
 
 def _krb_error(b: bytes) -> dict[str, Any]:
@@ -180,3 +198,58 @@ def parse(b: bytes) -> tuple[dict[str, Any], list[str]]:
     except (DerError, ValueError, IndexError) as e:
         return info, [f"kerberos message does not decode: {e}"]
     return info, []
+
+
+# -- the parts a keytab decrypts (RFC 4120 5.3, 5.5.1, 5.5.2) --------------------------------------
+def _principal(b: bytes, span: tuple[int, int]) -> str:
+    f = _seq(b, *span)
+    if 1 not in f:
+        raise DerError("PrincipalName without name-string")
+    st, ss, se = tlv(b, *f[1])
+    if st != 0x30:
+        raise DerError("name-string is not a SEQUENCE")
+    return "/".join(_string(b, (s2, e2)) for _t, s2, e2 in _spans(b, ss, se))
+
+
+def _key(b: bytes, span: tuple[int, int]) -> tuple[int, bytes]:
+    """An EncryptionKey: ``(keytype, keyvalue)``."""
+    f = _seq(b, *span)
+    if 0 not in f or 1 not in f:
+        raise DerError("EncryptionKey without keytype or keyvalue")
+    t, vs, ve = tlv(b, *f[1])
+    if t != 0x04:
+        raise DerError("keyvalue is not an OCTET STRING")
+    return _int(b, f[0]), b[vs:ve]
+
+
+def _unsigned(b: bytes, span: tuple[int, int]) -> int:
+    return _int(b, span) & 0xFFFFFFFF  # UInt32; some encoders write it as a negative INTEGER
+
+
+def enc_ticket_part(b: bytes) -> dict[str, Any]:
+    """EncTicketPart (``[APPLICATION 3]``): the session ``key`` and the ``client`` principal."""
+    f = _fields(b, 0x63)
+    if 1 not in f or 2 not in f or 3 not in f:
+        raise DerError("EncTicketPart without key, crealm or cname")
+    return {"key": _key(b, f[1]), "client": f"{_principal(b, f[3])}@{_string(b, f[2])}"}
+
+
+def authenticator(b: bytes) -> dict[str, Any]:
+    """Authenticator (``[APPLICATION 2]``): ``client``, the initiator ``subkey`` and ``seq``."""
+    f = _fields(b, 0x62)
+    if 1 not in f or 2 not in f:
+        raise DerError("Authenticator without crealm or cname")
+    return {
+        "client": f"{_principal(b, f[2])}@{_string(b, f[1])}",
+        "subkey": _key(b, f[6]) if 6 in f else None,
+        "seq": _unsigned(b, f[7]) if 7 in f else None,
+    }
+
+
+def enc_ap_rep_part(b: bytes) -> dict[str, Any]:
+    """EncAPRepPart (``[APPLICATION 27]``): the acceptor ``subkey`` and ``seq``."""
+    f = _fields(b, 0x7B)
+    return {
+        "subkey": _key(b, f[2]) if 2 in f else None,
+        "seq": _unsigned(b, f[3]) if 3 in f else None,
+    }

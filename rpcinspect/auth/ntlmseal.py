@@ -1,26 +1,32 @@
-"""NTLM session keys and sealing of DCE/RPC stubs (MS-NLMP 3.4.4.2, 3.4.5) from user secrets.
+"""NTLM session keys and sealing of DCE/RPC stubs (MS-NLMP 3.4.3, 3.4.4) from user secrets.
 
-For an NTLMv2 AUTHENTICATE, each candidate secret is checked against the NTProofStr first, so a
-wrong password is recognised (and reported once) instead of producing garbage.
-:func:`ntlm_session_key` is shared by every user of an NTLM exchange (RPC sealing, SMB3 keys).
+Each candidate secret is first checked against the AUTHENTICATE message (the NTLMv2 NTProofStr,
+or the recomputed 24-byte NTLMv1 response), so a wrong password is recognised (and reported once)
+instead of producing garbage. :func:`ntlm_session_key` is shared by every user of an NTLM
+exchange (RPC sealing, SMB3 keys); the key derivation itself is :mod:`rpcinspect.auth.ntlmkeys`.
 """
 
 from __future__ import annotations
 
-import hashlib
+import struct
+import zlib
 from typing import Any, Protocol
 
-from rpcinspect.auth.crypto import RC4, hmac_md5
+from rpcinspect.auth.crypto import RC4
+from rpcinspect.auth.ntlmkeys import (
+    ESS,
+    KEY_EXCH,
+    exported_session_key,
+    kxkey_v1,
+    legacy_seal_key,
+    ntlmv1_response,
+    ntlmv1_session_base_key,
+    ntlmv2_session_base_key,
+    seal_keys,
+)
 from rpcinspect.auth.secrets import Secret
 
-__all__ = ["NtlmSealer", "Sealer", "ntlm_sealer", "ntlm_session_key"]
-
-_C2S_SEAL = b"session key to client-to-server sealing key magic constant\0"
-_S2C_SEAL = b"session key to server-to-client sealing key magic constant\0"
-_KEY_EXCH = 0x40000000
-_NEG_128 = 0x20000000
-_NEG_56 = 0x80000000
-_ESS = 0x00080000
+__all__ = ["NtlmLegacySealer", "NtlmSealer", "Sealer", "ntlm_sealer", "ntlm_session_key"]
 
 
 class Sealer(Protocol):
@@ -38,20 +44,14 @@ class Sealer(Protocol):
 
 
 class NtlmSealer:
-    """The two RC4 sealing handles of an NTLM security context (client->server, server->client)."""
+    """Extended session security: two RC4 handles (client->server, server->client)."""
 
     __slots__ = ("handles", "key_exch")
 
     def __init__(self, exported: bytes, flags: int) -> None:
-        if flags & _NEG_128:
-            key = exported
-        elif flags & _NEG_56:
-            key = exported[:7]
-        else:
-            key = exported[:5]
-        c2s, s2c = hashlib.md5(key + _C2S_SEAL).digest(), hashlib.md5(key + _S2C_SEAL).digest()
+        c2s, s2c = seal_keys(flags, exported)
         self.handles = (RC4(c2s), RC4(s2c))
-        self.key_exch = bool(flags & _KEY_EXCH)
+        self.key_exch = bool(flags & KEY_EXCH)
 
     def unseal(self, side: int, sealed: bytes, verifier: bytes) -> bytes | None:
         """Decrypts one PDU's body sent by *side*; advances the handle over the signature's
@@ -67,6 +67,51 @@ class NtlmSealer:
             self.handles[side].crypt(verifier[4:12])
 
 
+class NtlmLegacySealer:
+    """No extended session security (MS-NLMP 3.4.4.1): ONE RC4 handle for both directions, in
+    wire order, and one sequence number; each PDU's body, then its signature's RandomPad,
+    CRC32 checksum and SeqNum (12 bytes) advance it.
+
+    A PDU verifies if its decrypted SeqNum is the expected one or its checksum is the CRC32 of
+    the decrypted body (what Samba and Impacket sign; the body is all this sealer sees, so a
+    checksum over more of the PDU is left to the sequence number). Once out of step (a PDU
+    missing from the capture), every later PDU fails and nothing garbled is returned."""
+
+    __slots__ = ("handle", "seq")
+
+    def __init__(self, exported: bytes, flags: int) -> None:
+        self.handle = RC4(legacy_seal_key(flags, exported))
+        self.seq = 0
+
+    def _signature(self, verifier: bytes, plain: bytes | None) -> bool:
+        sig = self.handle.crypt(verifier[4:16])
+        expected, self.seq = self.seq, self.seq + 1
+        if len(sig) < 12:
+            return False
+        crc, seq = struct.unpack_from("<II", sig, 4)
+        return seq == expected or (plain is not None and crc == zlib.crc32(plain))
+
+    def unseal(self, side: int, sealed: bytes, verifier: bytes) -> bytes | None:
+        plain = self.handle.crypt(sealed)
+        return plain if self._signature(verifier, plain) else None
+
+    def skip(self, side: int, verifier: bytes) -> None:
+        self._signature(verifier, None)
+
+
+def _v1_key(ntlm: dict[str, Any], nt_hash: bytes, chal: bytes, flags: int) -> bytes | str | None:
+    """KXKEY of an NTLMv1 exchange if *nt_hash* reproduces its NT response (None if not)."""
+    nt, lm = ntlm["nt_response"], ntlm.get("lm_response") or b""
+    if flags & ESS and len(lm) < 8:
+        return "the NTLMv1 exchange with extended session security has no client challenge"
+    if ntlmv1_response(nt_hash, chal, lm, flags) != nt:
+        return None
+    kx = kxkey_v1(flags, ntlmv1_session_base_key(nt_hash), lm, chal, None)
+    if kx is None:
+        return "NTLMv1 with the LM session key (LM_KEY or REQUEST_NON_NT_SESSION_KEY) needs the LM hash"
+    return kx
+
+
 def ntlm_session_key(ntlm: dict[str, Any], secrets: list[Secret]) -> bytes | str:
     """The exported session key of a finished NTLM exchange (the key SMB and RPC derive theirs
     from), or why there is none (a sentence, never a secret)."""
@@ -74,29 +119,33 @@ def ntlm_session_key(ntlm: dict[str, Any], secrets: list[Secret]) -> bytes | str
     chal = ntlm.get("server_challenge")
     user, domain = ntlm.get("user") or "", ntlm.get("domain") or ""
     flags = int(ntlm.get("negotiate_flags") or 0)
-    if not nt or len(nt) <= 24 or chal is None:
-        return "only NTLMv2 exchanges with a captured CHALLENGE can be decrypted"
+    if not nt or len(nt) < 24 or chal is None:
+        return "only NTLMv1 and NTLMv2 exchanges with a captured CHALLENGE can be decrypted"
+    v2 = len(nt) > 24
     tried = 0
     for s in secrets:
         if not s.matches(domain, user):
             continue
         tried += 1
-        key_nt = hmac_md5(s.nt_hash, (user.upper() + domain).encode("utf-16-le"))
-        proof = hmac_md5(key_nt, chal + nt[16:])
-        if proof != nt[:16]:
-            continue
-        base = hmac_md5(key_nt, proof)
-        enc = ntlm.get("encrypted_session_key")
-        return RC4(base).crypt(enc) if flags & _KEY_EXCH and enc and len(enc) == 16 else base
+        if v2:
+            kx: bytes | str | None = ntlmv2_session_base_key(s.nt_hash, user, domain, chal, nt)
+        else:
+            kx = _v1_key(ntlm, s.nt_hash, chal, flags)
+        if isinstance(kx, str):
+            return kx
+        if kx is not None:
+            return exported_session_key(flags, kx, ntlm.get("encrypted_session_key"))
     who = f"{domain}\\{user}" if domain else user
     if not tried:
         return f"no secret given for {who}"
-    return f"wrong password or NT hash for {who} (the NTLMv2 proof does not verify)"
+    what = "NTLMv2 proof" if v2 else "NTLMv1 response"
+    return f"wrong password or NT hash for {who} (the {what} does not verify)"
 
 
-def ntlm_sealer(ntlm: dict[str, Any], secrets: list[Secret]) -> NtlmSealer | str:
+def ntlm_sealer(ntlm: dict[str, Any], secrets: list[Secret]) -> NtlmSealer | NtlmLegacySealer | str:
     """The sealer for a finished NTLM exchange, or why there is none (a sentence, no secret)."""
-    if not int(ntlm.get("negotiate_flags") or 0) & _ESS:
-        return "NTLM without extended session security is not supported"
     key = ntlm_session_key(ntlm, secrets)
-    return key if isinstance(key, str) else NtlmSealer(key, int(ntlm.get("negotiate_flags") or 0))
+    if isinstance(key, str):
+        return key
+    flags = int(ntlm.get("negotiate_flags") or 0)
+    return NtlmSealer(key, flags) if flags & ESS else NtlmLegacySealer(key, flags)

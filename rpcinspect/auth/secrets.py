@@ -1,9 +1,11 @@
-"""Secrets the user supplies for decryption: NT hashes (from passwords or given directly).
+"""Secrets the user supplies for decryption: NT hashes (from passwords or given directly) and
+Kerberos keytabs.
 
 A :class:`Secret` is an NT hash, optionally tied to a principal (``DOMAIN\\user`` or ``user``).
 Secrets are never written to any record, anomaly or log: only the principal they belong to.
 Each mechanism (:mod:`rpcinspect.auth.ntlmseal`, Kerberos keytabs, SMB3) derives its keys from
-these.
+these; :func:`load_keytabs` gathers the keytab files (``--keytab``, ``RPCINSPECT_KEYTAB``,
+``keytab:`` lines).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rpcinspect.auth.crypto import md4
+from rpcinspect.auth.keytab import Keytab, load_keytab
 
-__all__ = ["Secret", "load_secrets"]
+__all__ = ["Secret", "load_keytabs", "load_secrets"]
 
 
 @dataclass(frozen=True)
@@ -61,8 +64,8 @@ def load_secrets(
                 pw.append(value)
             elif kind == "nt_hash":
                 nh.append(value)
-            else:
-                raise ValueError(f"{password_file}:{n}: expected 'password:' or 'nt_hash:'")
+            elif kind != "keytab":  # keytab lines: see load_keytabs
+                raise ValueError(f"{password_file}:{n}: expected 'password:', 'nt_hash:' or 'keytab:'")
     out = []
     for spec in pw:
         who, secret = _split(spec)
@@ -77,3 +80,25 @@ def load_secrets(
             raise ValueError(f"an --nt-hash{' for ' + who if who else ''} is not 32 hex digits")
         out.append(Secret(raw, who))
     return out
+
+
+def load_keytabs(paths: list[Path], secrets_file: Path | None = None) -> Keytab | None:
+    """The keys of every keytab named by *paths*, the ``RPCINSPECT_KEYTAB`` environment variable
+    (paths separated by ``os.pathsep``) and ``keytab:PATH`` lines of *secrets_file* (relative to
+    that file's folder); None if none is named. Raises OSError or ValueError (a
+    :class:`~rpcinspect.auth.keytab.KeytabError`) naming the file, never a key."""
+    files = list(paths)
+    env = os.environ.get("RPCINSPECT_KEYTAB")
+    if env:
+        files += [Path(p) for p in env.split(os.pathsep) if p]
+    if secrets_file is not None:
+        for line in secrets_file.read_text().splitlines():
+            kind, _, value = line.strip().partition(":")
+            if kind == "keytab" and value.strip():
+                files.append(secrets_file.parent / Path(value.strip()).expanduser())
+    if not files:
+        return None
+    entries = []
+    for f in files:
+        entries += load_keytab(f)
+    return Keytab(entries)

@@ -123,8 +123,18 @@ def analyze(
         Path | None,
         typer.Option(
             "--secrets-file",
-            help="Read secrets from a file, one 'password:[PRINCIPAL%]PASSWORD' or "
-            "'nt_hash:[PRINCIPAL%]HASH' per line (keeps them out of the process list).",
+            help="Read secrets from a file, one 'password:[PRINCIPAL%]PASSWORD', "
+            "'nt_hash:[PRINCIPAL%]HASH' or 'keytab:PATH' per line (keeps them out of the process list).",
+            dir_okay=False,
+        ),
+    ] = None,
+    keytab: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--keytab",
+            metavar="PATH",
+            help="Decrypt Kerberos-sealed stubs (and name the client) with the service keys of this MIT "
+            "keytab. Repeatable. Also RPCINSPECT_KEYTAB. Keys are never written out.",
             dir_okay=False,
         ),
     ] = None,
@@ -151,12 +161,17 @@ def analyze(
     except RpcInspectError as exc:
         err.print(f"[red]usage error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
-    from rpcinspect.auth.secrets import load_secrets
+    from rpcinspect.auth.secrets import load_keytabs, load_secrets
 
     try:
         secrets = load_secrets(password or [], nt_hash or [], secrets_file) or None
     except (OSError, ValueError) as exc:
         err.print(f"[red]usage error:[/] secrets: {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    try:
+        keytabs = load_keytabs(keytab or [], secrets_file)
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]usage error:[/] keytab: {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
     stats = Stats()
     stream: IO[bytes] | None = None
@@ -180,6 +195,7 @@ def analyze(
             prefilter=prefilter,
             decode_as=rules,
             secrets=secrets,
+            keytab=keytabs,
         ):
             if show_summary or isinstance(rec, SummaryRecord):
                 stats.write(rec)

@@ -413,6 +413,8 @@ class Association:
         encrypted = (
             a is not None and a[1] == 6 and (call.req_stub > 0 or call.resp_stub > 0) and not call.decrypted
         )
+        # SMB3 decryption of the named pipe's session (transports.smb) also counts as decrypted
+        decrypted = call.decrypted or bool(getattr(self.smb, "decrypted", False))
         c, cp, s, sp = self._ep
         rtt = call.resp_ts - call.ts if call.resp_ts is not None and call.has_request else None
         run.counters["calls"] += 1
@@ -423,7 +425,7 @@ class Association:
             auth_type, auth_level, status, fault, rtt,
             call.req_stub, call.resp_stub, call.req_frags, call.resp_frags,
             ctx.syntax if ctx is not None else None, close_reason, self.assoc_group,
-            None, user, asrc, signed, sealed, encrypted, call.decrypted, call.sec_vt,
+            None, user, asrc, signed, sealed, encrypted, decrypted, call.sec_vt,
         )  # type: ignore[arg-type]  # fmt: skip
         run.emit(rec)
         if call.tap is not None:

@@ -3,7 +3,8 @@
 One :class:`AuthCtx` per sec_trailer auth_context_id follows the legs (bind, bind_ack, auth3,
 alter_context, alter_context_resp), merges what the NTLM/Kerberos/SPNEGO/Netlogon parsers of
 :mod:`rpcinspect.auth` read from each, and, when the user gave a secret that opens it, holds the
-sealing state that decrypts its stubs. Split from :mod:`rpcinspect.dcerpc.association`, which
+sealing state that decrypts its stubs (NTLM from passwords, Kerberos from keytabs: the ticket also
+names the client). Split from :mod:`rpcinspect.dcerpc.association`, which
 owns the call state and asks this module only on bind legs and sealed PDUs.
 """
 
@@ -14,6 +15,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rpcinspect.auth import parse_value
+from rpcinspect.auth.krbcontext import KrbKeys, open_ap_rep, open_ap_req
+from rpcinspect.auth.krbseal import KrbSealer, krb_sealer
 from rpcinspect.auth.ntlmseal import Sealer, ntlm_sealer
 from rpcinspect.dcerpc import pdu
 from rpcinspect.dcerpc.pdu import Header
@@ -37,7 +40,8 @@ class AuthCtx:
     """One security context (sec_trailer auth_context_id) across its legs."""
 
     __slots__ = (
-        "auth_level", "auth_type", "complete", "ctx_id", "info", "legs", "problems", "sealer", "user",
+        "auth_level", "auth_type", "complete", "ctx_id", "failed", "info", "krb", "legs", "problems",
+        "sealer", "user",
     )  # fmt: skip
 
     def __init__(self, ctx_id: int, auth_type: int, auth_level: int) -> None:
@@ -50,6 +54,15 @@ class AuthCtx:
         self.complete = False
         self.user: str | None = None
         self.sealer: Sealer | None = None  # set when a given secret opens this context
+        self.krb: KrbKeys | None = None  # set when a keytab opens the Kerberos ticket
+        self.failed: tuple[Anomaly, int, float] | None = None  # where to report a seal that fails
+
+    def fail(self, why: str, anomaly: Anomaly, frame: int, ts: float) -> None:
+        """One ``decrypt_failed`` per context and reason (repeated legs do not repeat it)."""
+        if why not in self.problems:
+            if len(self.problems) < 8:
+                self.problems.append(why)
+            anomaly("decrypt_failed", why, frame, ts)
 
     def merge(self, parsed: dict[str, dict[str, Any]], server: bool) -> None:
         for mech, fields in parsed.items():
@@ -139,7 +152,7 @@ def auth_leg(
         if len(actx.problems) < 8:
             actx.problems.extend(problems[: 8 - len(actx.problems)])
         anomaly("malformed_auth", problems[0], frame, ts)
-    if run.secrets is not None and actx.complete and actx.sealer is None and "ntlm" in actx.info:
+    if run.secrets and actx.complete and actx.sealer is None and "ntlm" in actx.info:
         got = ntlm_sealer(actx.info["ntlm"], run.secrets)
         if isinstance(got, str):
             if not actx.problems or actx.problems[-1] != got:
@@ -147,6 +160,27 @@ def auth_leg(
                 anomaly("decrypt_failed", got, frame, ts)
         else:
             actx.sealer = got
+            run.count("auth_contexts_decrypted")
+    keytab = run.keytab_keys
+    if keytab is not None and "kerberos" in parsed:
+        krb = parsed["kerberos"]
+        if not server and "ticket_enc" in krb:
+            opened = open_ap_req(keytab, krb)
+            if isinstance(opened, str):
+                actx.fail(opened, anomaly, frame, ts)
+            else:
+                actx.krb, actx.user = opened, opened.client
+        elif server and "ap_rep_enc" in krb and actx.krb is not None:
+            why = open_ap_rep(actx.krb, krb)
+            if why is not None:
+                actx.fail(why, anomaly, frame, ts)
+    if actx.krb is not None and actx.complete and actx.sealer is None:
+        sealer = krb_sealer(actx.krb)
+        if isinstance(sealer, str):
+            actx.fail(sealer, anomaly, frame, ts)
+        else:
+            actx.sealer = sealer
+            actx.failed = (anomaly, frame, ts)
             run.count("auth_contexts_decrypted")
     return actx
 
@@ -162,7 +196,21 @@ def unseal(
         return None
     verifier = bytes(buf[tr.value_off : tr.value_off + tr.value_len])
     if tr.auth_level == 6:
-        plain = actx.sealer.unseal(side, bytes(buf[start : start + stub + tr.pad_len]), verifier)
+        sealed = bytes(buf[start : start + stub + tr.pad_len])
+        sealer = actx.sealer
+        if isinstance(sealer, KrbSealer):  # its checksum may cover the PDU header and sec_trailer
+            pre, post = bytes(buf[off:start]), bytes(buf[tr.value_off - 8 : tr.value_off])
+            plain = sealer.unseal_pdu(side, sealed, verifier, pre, post)
+            if plain is None and actx.failed is not None:
+                anomaly, frame, ts = actx.failed
+                actx.failed = None
+                why = (
+                    "a Kerberos-sealed PDU of the context opened here does not verify with its keys "
+                    "(the first such PDU; later ones are not reported)"
+                )
+                actx.fail(why, anomaly, frame, ts)
+        else:
+            plain = sealer.unseal(side, sealed, verifier)
         return None if plain is None else plain[:stub]
     if tr.auth_level >= 5:
         actx.sealer.skip(side, verifier)

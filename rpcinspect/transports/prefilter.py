@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from rpcinspect.capture import fastscan
 from rpcinspect.capture.link import SUPPORTED_LINKTYPES
@@ -68,15 +68,21 @@ class PrefilteredSource:
 
     def batches(self) -> Iterator[list[Packet]]:
         """Lists of packets, as the C scanner hands them over (cheaper than one yield each)."""
+        lt = self._fs.linktype
+        for batch in self.raw_batches():
+            # decoded packets are (frame, ts_ns, segment): the segment rides where the frame bytes
+            # would, and the engine skips its own decoding (see Packet)
+            yield [(p[0], p[1] / 1_000_000_000, lt, p[-1]) for p in batch]
+
+    def raw_batches(self) -> Iterator[list[tuple[Any, ...]]]:
+        """The scanner's own batches: ``(frame, ts_ns, segment)`` for decoded TCP/UDP packets,
+        ``(frame, ts_ns, orig_len, data)`` for others (the shape ``flows._fastpath.feed`` takes)."""
         fs = self._fs
-        lt = fs.linktype
         for batch in fs.batches():
             self.passed += len(batch)
             self.frames = fs.frames_seen
             self.bytes_read = max(self.bytes_read, fs.bytes_read)
-            # decoded packets are (frame, ts_ns, segment): the segment rides where the frame bytes
-            # would, and the engine skips its own decoding (see Packet)
-            yield [(p[0], p[1] / 1_000_000_000, lt, p[-1]) for p in batch]
+            yield batch
         self.frames = fs.frames_seen
         self.last_ts = fs.last_ts
         self.truncated = fs.truncated

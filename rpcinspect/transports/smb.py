@@ -14,10 +14,14 @@ several writes or reads are reassembled per pipe and several pipes interleave fr
 Pipe names are normalised: lowercase, without leading backslashes or a ``pipe\\`` prefix
 (``\\PIPE\\LSARPC`` and ``lsarpc`` are both ``lsarpc``).
 
-SMB3-encrypted messages (TRANSFORM header, 0xFD 'SMB') cannot be read without keys: they are
-counted (``smb_encrypted_messages``) and each encrypted session is reported once as an
-``smb_encrypted`` anomaly (counter ``smb_encrypted``). All state is bounded (``limits.py``:
-``max_smb_message``, ``max_smb_pipes``, ``max_smb_pending``).
+SMB3-encrypted messages (TRANSFORM header, 0xFD 'SMB') are counted (``smb_encrypted_messages``).
+When the user gave secrets, :class:`~rpcinspect.transports.smb3keys.Smb3Keys` follows the
+NEGOTIATE and SESSION_SETUP exchanges, and each TRANSFORM message of an NTLM-keyed session is
+decrypted and handled like any other SMB2 message (its pipes' calls then say ``decrypted``); a
+session whose keys cannot be made, or whose messages do not verify, gives one ``decrypt_failed``
+anomaly. A session that stays unread is reported once as an ``smb_encrypted`` anomaly (counter
+``smb_encrypted``). All state is bounded (``limits.py``: ``max_smb_message``, ``max_smb_pipes``,
+``max_smb_pending``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import TYPE_CHECKING, Final
 from rpcinspect.dcerpc.association import Association
 from rpcinspect.transports.cotcp import CoFramer, plausible
 from rpcinspect.transports.smb1 import Smb1Commands
+from rpcinspect.transports.smb3keys import Smb3Keys
 from rpcinspect.transports.smbcommon import (
     _STATUS_BUFFER_OVERFLOW,
     _U16,
@@ -68,6 +73,8 @@ class SmbSession:
     """``ntlm``, ``kerberos``, ``anonymous``, ``guest`` or None (session setup not captured)."""
     signed: bool = False
     encrypted: bool = False
+    decrypted: bool = False
+    """The session's SMB3-encrypted messages were decrypted with a secret the user gave."""
 
 
 class _Pipe:
@@ -81,7 +88,7 @@ class _Pipe:
 
 
 class _Sess:
-    __slots__ = ("domain", "encrypted", "facts", "mech", "reported", "signed", "user")
+    __slots__ = ("decrypted", "domain", "encrypted", "facts", "failed", "mech", "reported", "signed", "user")
 
     def __init__(self) -> None:
         self.user: str | None = None
@@ -90,6 +97,8 @@ class _Sess:
         self.signed = False
         self.encrypted = False
         self.reported = False
+        self.decrypted = False
+        self.failed = False  # a decrypt_failed anomaly was written for this session
         self.facts: SmbSession | None = None
 
 
@@ -97,7 +106,7 @@ class SmbHandler(Smb1Commands):
     """TCP connection handler for SMB (139/445): frames SMB messages and follows named pipes."""
 
     __slots__ = (
-        "_ep", "async_ids", "bufs", "created", "deferred", "dialect", "pending", "pipes", "run",
+        "_ep", "async_ids", "bufs", "created", "crypt", "deferred", "dialect", "pending", "pipes", "run",
         "sessions", "skip", "sync", "trees",
     )  # fmt: skip
 
@@ -117,6 +126,8 @@ class SmbHandler(Smb1Commands):
         # CREATE -> data held until its answer, and -> the file id that answer gave
         self.deferred: dict[int, list[tuple[int, bytes, int, float]]] = {}
         self.created: dict[int, bytes] = {}
+        secrets = run.secrets
+        self.crypt = Smb3Keys(secrets, run.limits.max_smb_pipes) if secrets else None
 
     # -- stream framing ------------------------------------------------------------------------
     def data(self, dirn: int, payload: bytes, frame: int, ts: float) -> None:
@@ -239,13 +250,13 @@ class SmbHandler(Smb1Commands):
             self.run.count("smb1_messages")
             self._smb1(dirn, msg, frame, ts)
         elif proto == b"\xfdSMB":
-            self._encrypted(msg, frame, ts)
+            self._encrypted(dirn, msg, frame, ts)
         elif proto == b"\xfcSMB":
             self.run.count("smb_compressed_messages")
         else:
             self.run.anomaly("malformed_smb", f"unknown SMB protocol id {proto.hex()}", frame, ts, self._ep)
 
-    def _encrypted(self, msg: bytes, frame: int, ts: float) -> None:
+    def _encrypted(self, dirn: int, msg: bytes, frame: int, ts: float) -> None:
         self.run.count("smb_encrypted_messages")
         if len(msg) < 52:
             self.run.anomaly("malformed_smb", "truncated SMB3 TRANSFORM header", frame, ts, self._ep)
@@ -255,10 +266,41 @@ class SmbHandler(Smb1Commands):
         if not s.encrypted:
             s.encrypted = True
             self._refresh(sid, s)
+        if self.crypt is not None and self._decrypt(dirn, sid, s, msg, frame, ts):
+            return
         if not s.reported:
             s.reported = True
             detail = f"SMB3 session {sid:#x} is encrypted: its pipes and calls cannot be decoded without keys"
             self.run.anomaly("smb_encrypted", detail, frame, ts, self._ep)
+
+    def _decrypt(self, dirn: int, sid: int, s: _Sess, msg: bytes, frame: int, ts: float) -> bool:
+        """Decrypts one TRANSFORM message and handles what it holds; False when the session has
+        no keys (the message stays unread, as without secrets)."""
+        crypt = self.crypt
+        assert crypt is not None
+        try:
+            got = crypt.decrypt(sid, dirn, msg, s.decrypted)
+        except ValueError as exc:
+            self.run.anomaly("malformed_smb", f"SMB3 TRANSFORM message: {exc}", frame, ts, self._ep)
+            return True
+        if isinstance(got, str):
+            if not s.failed:  # one per session: a wrong key fails every message alike
+                s.failed = True
+                self.run.anomaly("decrypt_failed", got, frame, ts, self._ep)
+            if not crypt.has_keys(sid):
+                return False
+            self.run.count("smb_decrypt_failed_messages")
+            return True
+        self.run.count("smb_decrypted_messages")
+        if not s.decrypted:
+            s.decrypted = True
+            self.run.count("smb_sessions_decrypted")
+            self._refresh(sid, s)
+        if got[:4] == b"\xfdSMB":
+            self.run.anomaly("malformed_smb", "a TRANSFORM message inside a TRANSFORM", frame, ts, self._ep)
+        else:
+            self._message(dirn, got, frame, ts)
+        return True
 
     def _session(self, sid: int) -> _Sess:
         s = self.sessions.get(sid)
@@ -271,7 +313,7 @@ class SmbHandler(Smb1Commands):
 
     def _facts(self, s: _Sess) -> SmbSession:
         if s.facts is None:
-            s.facts = SmbSession(self.dialect, s.user, s.domain, s.mech, s.signed, s.encrypted)
+            s.facts = SmbSession(self.dialect, s.user, s.domain, s.mech, s.signed, s.encrypted, s.decrypted)
         return s.facts
 
     def _refresh(self, sid: int, s: _Sess) -> None:
@@ -437,6 +479,8 @@ class SmbHandler(Smb1Commands):
                 self._add_pending(mid, (cmd, sid), frame, ts)
             elif cmd == 0x1:  # SESSION_SETUP
                 boff, blen = _U16(m, b + 12)[0], _U16(m, b + 14)[0]
+                if self.crypt is not None:
+                    self.crypt.setup_request(dirn, sid, mid, _whole(m, o, nxt), m[o + boff : o + boff + blen])
                 mech, user, dom = _auth_facts(m[o + boff : o + boff + blen])
                 if mech is not None:
                     s = self._session(sid) if sid else None
@@ -447,6 +491,8 @@ class SmbHandler(Smb1Commands):
                     self._add_pending(mid, (cmd, None, None, None), frame, ts)
             elif cmd == 0x0:  # NEGOTIATE
                 self._add_pending(mid, (cmd,), frame, ts)
+                if self.crypt is not None:
+                    self.crypt.negotiate_request(dirn, _whole(m, o, nxt))
             return nxt, prev_fid
         # ---- response
         if status == _STATUS_PENDING and flags & _FLAG_ASYNC:
@@ -511,6 +557,9 @@ class SmbHandler(Smb1Commands):
                     self.run.count("smb_state_evicted")
                 self.trees[(sid, tree)] = m[b + 2] == 2  # ShareType PIPE
         elif cmd == 0x1:  # SESSION_SETUP
+            if self.crypt is not None:
+                boff, blen = _U16(m, b + 4)[0], _U16(m, b + 6)[0]
+                self.crypt.setup_response(sid, mid, status, _whole(m, o, nxt), m[o + boff : o + boff + blen])
             s = self._session(sid)
             if req[1] is not None and (req[1] != "ntlm" or req[2] or not s.mech):
                 s.mech, s.user, s.domain = req[1], req[2], req[3]
@@ -528,4 +577,11 @@ class SmbHandler(Smb1Commands):
         elif cmd == 0x0 and status == 0 and len(m) >= b + 6:  # NEGOTIATE
             d = _U16(m, b + 4)[0]
             self.dialect = _DIALECTS.get(d, f"{d:#06x}")
+            if self.crypt is not None:
+                self.crypt.negotiate_response(_whole(m, o, nxt))
         return nxt, prev_fid
+
+
+def _whole(m: bytes, o: int, nxt: int) -> bytes:
+    """The SMB2 message at *o* of a (possibly compounded) message, as the preauth hash takes it."""
+    return m if o == 0 and not nxt else m[o : o + nxt if nxt else len(m)]

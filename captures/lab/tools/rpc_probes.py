@@ -14,6 +14,11 @@ Subcommands:
                    end-of-list reply (impacket's rpcdump.py does not)
   noauth           auth level NONE over ncacn_ip_tcp: samr, dssetup, lsarpc, netlogon
   authlevel LEVEL  NTLM at LEVEL (connect|integrity|privacy): epm on 135, samr, lsarpc
+  ntlmv1 LEVEL     NTLMv1 (impacket.ntlm.USE_NTLMv2 = False) at LEVEL (integrity|privacy)
+                   over ncacn_ip_tcp to samr, twice: with extended session security
+                   (the NTLM2 session response) and without it (ESS dropped from
+                   the NEGOTIATE flags: one RC4 handle for both directions).  Needs
+                   "ntlm auth = yes" on the DC (record.sh sets it)
   schannel MACHINE$ PASSWORD
                    Netlogon secure channel: NetrServerReqChallenge/Authenticate3
                    (AES), then alter_context with auth type 68 at privacy and
@@ -227,6 +232,42 @@ def cmd_authlevel(a):
     dce.disconnect()
 
 
+def _ntlmv1_samr(a, level, ess):
+    """One samr connection authenticated with NTLMv1, with or without ESS."""
+    real_type1 = ntlm.getNTLMSSPType1
+
+    def type1(*args, **kw):
+        auth = real_type1(*args, **kw)
+        if not ess:  # the server then answers without ESS, and both ends use NTLMv1 keys as they are
+            auth["flags"] &= ~ntlm.NTLMSSP_NEGOTIATE_EXTENDED_SESSIONSECURITY
+        return auth
+
+    ntlm.getNTLMSSPType1 = type1  # rpcrt looks it up in the module at bind time
+    try:
+        dce = tcp_dce(a.host, samr.MSRPC_UUID_SAMR, (a.user, a.password, a.domain), level)
+        if try_call("bind samr", lambda: dce.bind(samr.MSRPC_UUID_SAMR)) is not None:
+            r = try_call("SamrConnect", lambda: samr.hSamrConnect(dce))
+            if r:
+                sh = r["ServerHandle"]
+                doms = try_call(
+                    "SamrEnumerateDomainsInSamServer", lambda: samr.hSamrEnumerateDomainsInSamServer(dce, sh)
+                )
+                if doms:
+                    say("    domains:", ", ".join(d["Name"] for d in doms["Buffer"]["Buffer"]))
+                try_call("SamrCloseHandle", lambda: samr.hSamrCloseHandle(dce, sh))
+        dce.disconnect()
+    finally:
+        ntlm.getNTLMSSPType1 = real_type1
+
+
+def cmd_ntlmv1(a):
+    ntlm.USE_NTLMv2 = False  # transport.doesSupportNTLMv2() reads it at every bind
+    level = LEVELS[a.level]
+    for ess in (True, False):
+        say(f"[samr over ncacn_ip_tcp, NTLMv1 {'with' if ess else 'without'} ESS, level {a.level}]")
+        _ntlmv1_samr(a, level, ess)
+
+
 def cmd_zerologon(a):
     dce = tcp_dce(a.host, nrpc.MSRPC_UUID_NRPC)
     dce.bind(nrpc.MSRPC_UUID_NRPC)
@@ -396,6 +437,8 @@ def main():
         sub.add_parser(name)
     s = sub.add_parser("authlevel")
     s.add_argument("level", choices=["connect", "integrity", "privacy"])
+    s = sub.add_parser("ntlmv1")
+    s.add_argument("level", choices=["integrity", "privacy"])
     s = sub.add_parser("schannel")
     s.add_argument("machine")
     s.add_argument("machine_password")
