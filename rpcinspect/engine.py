@@ -18,6 +18,7 @@ from rpcinspect.capture.link import LINKTYPE_NAMES, SUPPORTED_LINKTYPES, decode
 from rpcinspect.catalog import Catalog, load_catalog
 from rpcinspect.dcerpc.attach import TcpSelector
 from rpcinspect.dcerpc.epm import EndpointMapper
+from rpcinspect.dcerpc.latename import LateNamer
 from rpcinspect.dcerpc.resolve import Resolver, parse_decode_as
 from rpcinspect.errors import InputError
 from rpcinspect.flows.tcp import TcpTable
@@ -82,7 +83,10 @@ def analyze(
     run.secrets = secrets or ([] if keytab else None)  # a list turns stub decryption on
     run.keytab_keys = keytab or None
     rules = parse_decode_as(decode_as, run.catalog)
-    run.resolver = Resolver(run.catalog, rules, EndpointMapper(run))
+    mapper = EndpointMapper(run)
+    run.resolver = Resolver(run.catalog, rules, mapper)
+    late = LateNamer(run, run.resolver)
+    run.unnamed, mapper.on_learn = late.hold, late.retry
     started = time.perf_counter()
     files: list[str] = []
     errors: list[str] = []
@@ -143,6 +147,7 @@ def analyze(
             table.close_all("end_of_capture", last_frame, last_ts)
             udp.expire(max(max_ts, reader.last_ts), last_frame)
             udp.close_all("end_of_capture")
+            late.flush()
             frames += reader.frames
             nbytes += reader.bytes_read
             if progress is not None:

@@ -43,6 +43,11 @@ class Limits:
     """Open named pipes per SMB connection (also trees and sessions); past it the oldest is evicted."""
     max_smb_pending: int = 4096
     """SMB requests awaiting their response per connection; past it the oldest is forgotten."""
+    max_unnamed_calls: int = 10_000
+    """Calls with an unknown interface held for late naming by a later endpoint-mapper answer;
+    past it, those of the endpoint that waited longest are written unnamed (``late_name_evicted``)."""
+    max_unnamed_wait: float = 3600.0
+    """Capture seconds a held call waits for an endpoint-mapper answer before it is written unnamed."""
     max_anomalies_per_kind: int = 100
     """Anomaly records written per kind and file; counters keep the full count."""
 

@@ -28,9 +28,10 @@ __all__ = [
     "SummaryRecord",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 CallStatus = Literal["ok", "fault", "rejected", "no_response"]
+IfSource = Literal["bind", "header", "decode_as", "epm", "pipe", "unknown"]
 
 
 @dataclass
@@ -53,7 +54,7 @@ class CallRecord:
     if_version: str | None
     interface: str | None
     operation: str | None
-    if_source: str
+    if_source: IfSource
     object_uuid: str | None
     auth_type: str
     auth_level: str
@@ -75,6 +76,8 @@ class CallRecord:
     stub_encrypted: bool = False
     decrypted: bool = False
     sec_vt: bool = False
+    smb_auth: Literal["ntlm", "kerberos", "anonymous", "guest"] | None = None
+    smb_dialect: str | None = None
     record: Literal["call"] = "call"
     schema: int = SCHEMA_VERSION
 
@@ -190,6 +193,7 @@ class BindRecord:
     nak_reason: str | None
     contexts: list[ContextRecord]
     auth: BindAuth | None = None
+    header_sign_ack: bool | None = None
     record: Literal["bind"] = "bind"
     schema: int = SCHEMA_VERSION
 

@@ -122,7 +122,7 @@ def test_ept_map_names_a_later_unbound_connection(tmp_path: Path) -> None:
     assert (call.interface, call.if_source) == ("lsarpc", "decode_as")  # decode_as wins over epm
 
 
-def test_privacy_level_answers_are_skipped() -> None:
+def test_sealed_answers_are_skipped_unless_decrypted() -> None:
     cat = load_catalog()
     out: list[object] = []
     run = Run(cat, out.append)
@@ -130,9 +130,40 @@ def test_privacy_level_answers_are_skipped() -> None:
     rec = CallRecord(
         0.0, 1, 2, "a", 1, "b", 135, "ncacn_ip_tcp", None, 1, 0, 3, EPM, "3.0", "epm", "ept_map",
         "bind", None, "ntlm", "privacy", "ok", None, 0.1, 10, 80, 1, 1, "NDR", None, None,
+        sealed=True, stub_encrypted=True,
     )  # fmt: skip
     mapper.tap(rec, b"", map_response([make_tower(SAMR, 49667)]))
     assert run.counters["epm_encrypted_skipped"] == 1 and not out
+    # the same answer decrypted with the user's secret (the tap then gets the plaintext stub)
+    rec.stub_encrypted, rec.decrypted = False, True
+    mapper.tap(rec, b"", map_response([make_tower(SAMR, 49667)]))
+    assert [(e.port, e.interface) for e in out if isinstance(e, EndpointRecord)] == [(49667, "samr")]
+
+
+SEALED_EPM = CAPTURES / "authn-privacy-tcp-impacket.pcap"
+
+
+@pytest.mark.skipif(not SEALED_EPM.is_file(), reason="lab capture missing")
+def test_decrypted_epm_lookup_teaches_endpoints() -> None:
+    """The lab's sealed ept_lookup (Impacket, NTLM privacy) names endpoints once decrypted; as
+    many as tshark finds with the password (its ``epm.tower`` per decrypted answer)."""
+    from rpcinspect.auth.secrets import load_secrets
+
+    def lookups(recs: list[object]) -> list[EndpointRecord]:
+        return [r for r in recs if isinstance(r, EndpointRecord) and r.source == "ept_lookup"]
+
+    assert not lookups(list(analyze([SEALED_EPM])))
+    opened = lookups(list(analyze([SEALED_EPM], secrets=load_secrets(["RpcLab-Passw0rd"], []))))
+    assert len(opened) >= 3
+    if have_tshark():
+        out = subprocess.run(
+            ["tshark", "-n", "-r", str(SEALED_EPM), "-o", "ntlmssp.nt_password:RpcLab-Passw0rd",
+             "-Y", "epm.opnum == 2 && dcerpc.pkt_type == 2", "-T", "fields", "-e", "epm.uuid"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        # epm.uuid lists every UUID floor: the interface (floor 1) and the transfer syntax (floor 2)
+        theirs = {u for line in out.split() for u in line.split(",")[::2] if u}
+        assert theirs and theirs == {e.if_uuid for e in opened}
 
 
 def test_resolver_priority_and_pipes() -> None:

@@ -14,139 +14,20 @@ from typing import TYPE_CHECKING, Any
 from rpcinspect.auth import SEC_VT_MAGIC
 from rpcinspect.dcerpc import pdu
 from rpcinspect.dcerpc.authstate import AuthCtx, auth_leg, unseal
+from rpcinspect.dcerpc.callrec import Call, Context, PendingBind, Records
 from rpcinspect.dcerpc.pdu import PFC_FIRST_FRAG, PFC_LAST_FRAG, Header
-from rpcinspect.records import BindRecord, CallRecord, ContextRecord
 
 if TYPE_CHECKING:
-    from rpcinspect.catalog import Catalog, Interface
-    from rpcinspect.runtime import Endpoints, Run, StubTap
+    from rpcinspect.runtime import Endpoints, Run
 
 __all__ = ["Association"]
 
 _CLIENT_PTYPES = frozenset((0, 11, 14, 16, 18, 19))
 _SERVER_PTYPES = frozenset((2, 3, 12, 13, 15, 17))
-_BTFN_PREFIX = "6cb71c2c-9812-4540-"
-_BTFN_BITS = ((0x1, "security_context_multiplexing"), (0x2, "keep_connection_on_orphan"))
 _NONE_AUTH = (0, 0)
 
 
-def _context_records(
-    cat: Catalog, contexts: tuple[pdu.ContextItem, ...], results: tuple[pdu.AckResult, ...], nak: bool
-) -> list[ContextRecord]:
-    """The offered contexts with the server's answers, named (memoised: binds repeat verbatim)."""
-    out: list[ContextRecord] = []
-    for i, item in enumerate(contexts):
-        res = results[i] if i < len(results) else None
-        btfn: list[str] | None = None
-        names: list[str] = []
-        for ts_uuid, ts_ver in item.transfer:
-            if ts_uuid.startswith(_BTFN_PREFIX):
-                bits = int(ts_uuid[19:21], 16) | (int(ts_uuid[21:23], 16) << 8)
-                btfn = [n for b, n in _BTFN_BITS if bits & b]
-            names.append(cat.syntax_name(ts_uuid, ts_ver) or f"{ts_uuid}:{ts_ver}")
-        iface = cat.interface(item.if_uuid, item.if_version)
-        result = reason = accepted = None
-        if res is not None:
-            result = cat.ack_result_name(res.result)
-            if res.result == 3:  # negotiate_ack: reason carries the features the server supports
-                btfn = [n for b, n in _BTFN_BITS if res.reason & b]
-            else:
-                reason = cat.ack_reason_name(res.reason)
-            if res.result == 0:
-                accepted = cat.syntax_name(*res.transfer) or f"{res.transfer[0]}:{res.transfer[1]}"
-        elif nak:
-            result = "rejected"
-        name = iface.name if iface else None
-        out.append(
-            ContextRecord(
-                item.ctx_id, item.if_uuid, item.if_version, name, names, result, reason, accepted, btfn
-            )
-        )
-    return out
-
-
-class _Context:
-    __slots__ = ("if_uuid", "if_version", "iface", "result", "syntax")
-
-    def __init__(self, if_uuid: str, if_version: str, iface: Interface | None) -> None:
-        self.if_uuid = if_uuid
-        self.if_version = if_version
-        self.iface = iface  # resolved once per bind, not per call
-        self.result: int | None = None
-        self.syntax: str | None = None
-
-
-class _Call:
-    __slots__ = (
-        "auth",
-        "call_id",
-        "ctx_id",
-        "decrypted",
-        "first_frame",
-        "has_request",
-        "obj",
-        "opnum",
-        "req_bytes",
-        "req_frags",
-        "req_frame",
-        "req_stub",
-        "resp_bytes",
-        "resp_frags",
-        "resp_frame",
-        "resp_stub",
-        "resp_ts",
-        "sec_vt",
-        "tap",
-        "ts",
-    )  # fmt: skip
-
-    def __init__(self, ts: float, frame: int, call_id: int) -> None:
-        self.ts = ts
-        self.first_frame = frame
-        self.req_frame: int | None = None
-        self.resp_frame: int | None = None
-        self.call_id = call_id
-        self.ctx_id: int | None = None
-        self.opnum: int | None = None
-        self.obj: str | None = None
-        self.req_stub = 0
-        self.resp_stub = 0
-        self.req_frags = 0
-        self.resp_frags = 0
-        self.auth: tuple[int, int, int] | None = None  # the request's verifier: (type, level, auth ctx)
-        self.sec_vt = False
-        self.decrypted = False
-        self.resp_ts: float | None = None
-        self.has_request = False
-        self.tap: StubTap | None = None  # set when a stub tap wants this call's bytes
-        self.req_bytes: bytearray | None = None
-        self.resp_bytes: bytearray | None = None
-
-
-class _PendingBind:
-    __slots__ = ("actx", "auth", "body", "call_id", "frame", "header_sign", "kind", "ts")
-
-    def __init__(
-        self,
-        ts: float,
-        frame: int,
-        call_id: int,
-        kind: str,
-        body: pdu.BindBody,
-        auth: tuple[int, int],
-        sign: bool,
-    ) -> None:
-        self.ts = ts
-        self.call_id = call_id
-        self.frame = frame
-        self.kind = kind
-        self.body = body
-        self.auth = auth
-        self.header_sign = sign
-        self.actx: AuthCtx | None = None
-
-
-class Association:
+class Association(Records):
     """DCE/RPC state of one channel; fed whole PDUs by a transport framer."""
 
     __slots__ = (
@@ -173,9 +54,9 @@ class Association:
         self.named_pipe = named_pipe
         self._ep = endpoints  # (orig addr, orig port, resp addr, resp port) until the client is known
         self.client_dir: int | None = None
-        self.contexts: dict[int, _Context] = {}
-        self.calls: dict[int, _Call] = {}
-        self.binds: dict[int, _PendingBind] = {}
+        self.contexts: dict[int, Context] = {}
+        self.calls: dict[int, Call] = {}
+        self.binds: dict[int, PendingBind] = {}
         self.auth: tuple[int, int] = _NONE_AUTH  # (auth_type, auth_level) in force, from the last bind leg
         self.assoc_group: int | None = None
         self._rejected_all = False
@@ -250,7 +131,7 @@ class Association:
                     "call_evicted", f"more than {self.run.limits.max_calls} calls in flight", frame, ts
                 )
                 self._emit_call(old, "no_response", None, "evicted")
-            call = _Call(ts, frame, h.call_id)
+            call = Call(ts, frame, h.call_id)
             call.ctx_id = ctx_id
             call.opnum = opnum
             call.obj = obj
@@ -333,7 +214,7 @@ class Association:
         del self.calls[h.call_id]
         self._emit_call(call, "fault", name, None)
 
-    def _want_stubs(self, call: _Call) -> None:
+    def _want_stubs(self, call: Call) -> None:
         """Marks *call* for stub capture if a tap asked for its interface and opnum."""
         uuid = self._interface_of(call)[0]
         want = self.run.stub_taps.get(uuid) if uuid is not None else None
@@ -349,89 +230,15 @@ class Association:
             n = max(room, 0)
         into += buf[start : start + n]
 
-    def _interface_of(self, call: _Call) -> tuple[str | None, str | None, str, _Context | None]:
-        """``(if_uuid, if_version, if_source, context)`` of a call: its bind, else the resolver."""
-        ctx = self.contexts.get(call.ctx_id) if call.ctx_id is not None else None
-        if ctx is not None:
-            return ctx.if_uuid, ctx.if_version, "bind", ctx
-        resolver = self.run.resolver
-        if resolver is not None:
-            found = resolver(self.transport, self._ep[2], self._ep[3], self.named_pipe)
-            if found is not None:
-                return found[0], found[1], found[2], None
-        return None, None, "unknown", None
-
-    def _answered_call(self, call_id: int, ctx_id: int, frame: int, ts: float) -> _Call:
+    def _answered_call(self, call_id: int, ctx_id: int, frame: int, ts: float) -> Call:
         call = self.calls.get(call_id)
         if call is None:
             self.run.count("response_without_request")
-            call = _Call(ts, frame, call_id)
+            call = Call(ts, frame, call_id)
             call.ctx_id = ctx_id
             self.calls[call_id] = call
         return call
 
-    def _emit_call(self, call: _Call, status: str, fault: str | None, close_reason: str | None) -> None:
-        run = self.run
-        ctx = self.contexts.get(call.ctx_id) if call.ctx_id is not None else None
-        if ctx is not None:
-            if_uuid, if_ver = ctx.if_uuid, ctx.if_version
-            iface = ctx.iface
-            source = "bind"
-            if ctx.result is not None and ctx.result != 0 and status != "ok":
-                status = "rejected"
-        else:
-            if_uuid, if_ver, source, _ = self._interface_of(call)
-            iface = run.catalog.interface(if_uuid, if_ver) if if_uuid is not None else None
-            if self._rejected_all and status != "ok":
-                status = "rejected"
-        op = None
-        if iface is not None and call.opnum is not None:
-            op = iface.opnums.get(call.opnum)
-        a = call.auth
-        user: str | None = None
-        signed = sealed = False
-        if a is not None:
-            auth_type, auth_level = run.auth_names((a[0], a[1]))
-            actx = self.auth_ctxs.get(a[2])
-            user = actx.user if actx is not None else None
-            signed = a[1] >= 5
-            sealed = a[1] == 6
-            asrc = "rpc" if a[0] else "none"
-        else:
-            auth_type, auth_level = run.auth_names(self.auth)
-            asrc = "rpc" if self.auth[0] else "none"
-            if asrc == "rpc" and self._actx is not None:
-                user = self._actx.user
-        if asrc == "none":
-            smb = getattr(self, "smb", None)
-            if smb is not None and (getattr(smb, "user", None) or getattr(smb, "mechanism", None)):
-                asrc = "smb"
-                u, d = getattr(smb, "user", None), getattr(smb, "domain", None)
-                user = (f"{d}\\{u}" if d else u) if u else None
-                signed = bool(getattr(smb, "signed", False))
-                sealed = bool(getattr(smb, "encrypted", False))
-        encrypted = (
-            a is not None and a[1] == 6 and (call.req_stub > 0 or call.resp_stub > 0) and not call.decrypted
-        )
-        # SMB3 decryption of the named pipe's session (transports.smb) also counts as decrypted
-        decrypted = call.decrypted or bool(getattr(self.smb, "decrypted", False))
-        c, cp, s, sp = self._ep
-        rtt = call.resp_ts - call.ts if call.resp_ts is not None and call.has_request else None
-        run.counters["calls"] += 1
-        rec = CallRecord(
-            call.ts, call.req_frame, call.resp_frame, c, cp, s, sp, self.transport, self.named_pipe,
-            call.call_id, call.ctx_id, call.opnum, if_uuid, if_ver,
-            iface.name if iface is not None else None, op, source, call.obj,
-            auth_type, auth_level, status, fault, rtt,
-            call.req_stub, call.resp_stub, call.req_frags, call.resp_frags,
-            ctx.syntax if ctx is not None else None, close_reason, self.assoc_group,
-            None, user, asrc, signed, sealed, encrypted, decrypted, call.sec_vt,
-        )  # type: ignore[arg-type]  # fmt: skip
-        run.emit(rec)
-        if call.tap is not None:
-            call.tap(rec, bytes(call.req_bytes or b""), bytes(call.resp_bytes or b""))
-
-    # -- binds -----------------------------------------------------------------------------------
     def _bind(self, buf: bytes, off: int, h: Header, frame: int, ts: float) -> None:
         body = pdu.bind_body(buf, off, h)
         kind = "bind" if h.ptype == 11 else "alter_context"
@@ -449,19 +256,19 @@ class Association:
                 self._anomaly("context_limit", "too many presentation contexts", frame, ts)
                 break
             iface = self.run.catalog.interface(item.if_uuid, item.if_version)
-            self.contexts[item.ctx_id] = _Context(item.if_uuid, item.if_version, iface)
+            self.contexts[item.ctx_id] = Context(item.if_uuid, item.if_version, iface)
         if len(self.binds) >= self.run.limits.max_binds:
             old = self.binds.pop(next(iter(self.binds)))
             self._emit_bind(old, None, None, "no_response", None, "evicted")
         if h.call_id in self.binds:
             self._emit_bind(self.binds.pop(h.call_id), None, None, "no_response", None, "superseded")
-        pb = _PendingBind(ts, frame, h.call_id, kind, body, auth, bool(h.flags & pdu.PFC_SUPPORT_HEADER_SIGN))
+        pb = PendingBind(ts, frame, h.call_id, kind, body, auth, bool(h.flags & pdu.PFC_SUPPORT_HEADER_SIGN))
         if tr is not None:
             pb.actx = self.auth_ctxs.get(tr.ctx_id)
         self.binds[h.call_id] = pb
         self.run.count(f"pdu_{kind}")
 
-    def _take_bind(self, call_id: int) -> _PendingBind | None:
+    def _take_bind(self, call_id: int) -> PendingBind | None:
         pending = self.binds.pop(call_id, None)
         if pending is None and self.binds:
             self.run.count("bind_ack_call_id_mismatch")
@@ -481,6 +288,7 @@ class Association:
         if pending is None:
             self.run.count("bind_ack_without_bind")
             return
+        pending.ack_sign = bool(h.flags & pdu.PFC_SUPPORT_HEADER_SIGN)
         for item, res in zip(pending.body.contexts, ack.results, strict=False):
             ctx = self.contexts.get(item.ctx_id)
             if ctx is not None and res.result != 3:
@@ -514,64 +322,6 @@ class Association:
         self._rejected_all = True
         self._emit_bind(pending, None, frame, "rejected", name, None)
 
-    def _emit_bind(
-        self,
-        pb: _PendingBind,
-        ack: pdu.BindAck | None,
-        resp_frame: int | None,
-        status: str,
-        nak_reason: str | None,
-        close_reason: str | None,
-    ) -> None:
-        results = ack.results if ack is not None else ()
-        nak = status == "rejected" and ack is None
-        key = (pb.body.contexts, results, nak)
-        memo = self.run.memo
-        ctxs = memo.get(key)
-        if ctxs is None:
-            ctxs = _context_records(self.run.catalog, pb.body.contexts, results, nak)
-            if len(memo) >= 4096:
-                memo.clear()
-            memo[key] = ctxs
-        c, cp, s, sp = self._ep
-        auth_type, auth_level = self.run.auth_names(pb.auth)
-        bind_auth = pb.actx.record(auth_type) if pb.actx is not None else None
-        self.run.count("binds")
-        if close_reason:
-            self.run.count(f"bind_{close_reason}")
-        self.run.emit(
-            BindRecord(
-                pb.ts,
-                pb.frame,
-                resp_frame,
-                c,
-                cp,
-                s,
-                sp,
-                self.transport,
-                self.named_pipe,
-                pb.kind,
-                pb.call_id,
-                status,  # type: ignore[arg-type]
-                ack.assoc_group if ack else None,
-                pb.body.max_xmit,
-                pb.body.max_recv,
-                ack.sec_addr if ack else None,
-                auth_type,
-                auth_level,
-                pb.header_sign,
-                nak_reason,
-                ctxs,
-                auth=bind_auth,
-            )
-        )
-
-    def _flush_held(self) -> None:
-        held, self._held = self._held, None
-        if held is not None:
-            self._emit_bind(*held)
-
-    # -- auth legs -------------------------------------------------------------------------------
     def _auth_leg(self, buf: bytes, off: int, h: Header, frame: int, ts: float) -> pdu.AuthTrailer | None:
         """Reads the auth trailer of a bind, alter_context, auth3 or answer and feeds its context."""
         if not h.auth_len:

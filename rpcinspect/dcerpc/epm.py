@@ -9,9 +9,10 @@ address, 0x0f SMB named pipe, 0x10 local (ncalrpc) port name, 0x11 NetBIOS host 
 
 Stub taps (:meth:`~rpcinspect.runtime.Run.add_stub_tap`) hand this module each finished epm call
 with its response stub; a mapping is learned when the response completes, so connections opened
-after it are named (``if_source`` ``epm``) even when their bind is not in the capture. Each new
-mapping is written once as an :class:`~rpcinspect.records.EndpointRecord`. Answers at auth level
-privacy are encrypted and only counted (``epm_encrypted_skipped``).
+after it are named (``if_source`` ``epm``) even when their bind is not in the capture, and calls
+that ended before it are named late (:mod:`rpcinspect.dcerpc.latename`). Each new mapping is
+written once as an :class:`~rpcinspect.records.EndpointRecord`. Sealed answers are read when a
+secret decrypted them, else only counted (``epm_encrypted_skipped``).
 
 NDR is decoded defensively: every count is checked against the bytes present, at most
 :data:`MAX_TOWERS` towers and :data:`MAX_FLOORS` floors are read, and anything that does not fit
@@ -23,6 +24,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from rpcinspect.catalog.loader import normalize_pipe
@@ -222,6 +224,8 @@ class EndpointMapper:
         self.by_pipe: dict[tuple[str, str], tuple[str, str]] = {}
         self.seen: set[tuple[object, ...]] = set()
         self.answered: set[tuple[str, int | None, bytes]] = set()
+        self.on_learn: Callable[[float], None] | None = None
+        """Called after an answer taught mappings (late naming retries its waiting calls)."""
         run.add_stub_tap(EPM_UUID, frozenset((2, 3)), self.tap)
 
     def tap(self, rec: CallRecord, req: bytes, resp: bytes) -> None:
@@ -229,7 +233,7 @@ class EndpointMapper:
         run = self.run
         if rec.status != "ok" or not resp:
             return
-        if rec.auth_level == "privacy":
+        if rec.stub_encrypted:  # sealed and not decrypted (a decrypted answer is read like any)
             run.count("epm_encrypted_skipped")
             return
         source = "ept_map" if rec.opnum == 3 else "ept_lookup"
@@ -250,6 +254,8 @@ class EndpointMapper:
         frame = rec.resp_frame or 0
         for t in towers:
             self._learn(t, rec.dst, source, ts, frame)
+        if towers and self.on_learn is not None:
+            self.on_learn(ts)
 
     def _learn(self, t: Tower, epm_server: str, source: str, ts: float, frame: int) -> None:
         host = t.host if t.host and t.host[0].isdigit() else epm_server

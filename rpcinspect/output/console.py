@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from rpcinspect.records import BindRecord, CallRecord, Record, SummaryRecord
+from rpcinspect.records import BindRecord, CallRecord, EndpointRecord, Record, SummaryRecord
 
 __all__ = ["Stats", "render"]
 
@@ -31,6 +31,8 @@ class Stats:
         self.binds: Counter[str] = Counter()
         self.posture: dict[tuple[str, str, str], list] = {}  # type: ignore[type-arg]
         """(client, server, interface) -> [rank, protection, auth, users, calls]: weakest seen."""
+        self.endpoints: dict[tuple[str, str], list[str]] = {}
+        """(server, interface) -> where it is offered ("tcp:49154", "np:\\pipe\\lsass", ...)."""
         self.summary: SummaryRecord | None = None
 
     @staticmethod
@@ -50,6 +52,16 @@ class Stats:
                 self._add(self.faults, (iface, op, rec.fault or rec.status))
         elif isinstance(rec, BindRecord):
             self.binds[rec.status] += 1
+        elif isinstance(rec, EndpointRecord):
+            key = (rec.server, rec.interface or f"{rec.if_uuid} v{rec.if_version}")
+            where = self.endpoints.get(key)
+            if where is None:
+                if len(self.endpoints) >= _MAX_KEYS:
+                    return
+                where = self.endpoints[key] = []
+            at = f"{rec.protocol}:{rec.port if rec.port is not None else rec.pipe}"
+            if at not in where and len(where) < 8:
+                where.append(at)
         elif isinstance(rec, SummaryRecord):
             self.summary = rec
 
@@ -63,7 +75,7 @@ class Stats:
             row = self.posture[key] = [rank, prot, "", set(), 0]
         if rank <= row[0]:
             row[0], row[1] = rank, prot
-            row[2] = rec.auth_type if rec.auth_source != "smb" else "smb"
+            row[2] = rec.auth_type if rec.auth_source != "smb" else f"smb {rec.smb_auth or '?'}"
         if rec.user and len(row[3]) < 4:
             row[3].add(rec.user)
         row[4] += 1
@@ -75,6 +87,8 @@ class Stats:
 def _protection(rec: CallRecord) -> tuple[int, str]:
     """(rank, text) of a call's protection: lower is weaker."""
     src = "smb " if rec.auth_source == "smb" else ""
+    if rec.auth_source == "smb" and rec.smb_auth in ("anonymous", "guest"):
+        return 0, f"smb {rec.smb_auth}"  # no session key: nobody proved who they are
     if rec.sealed:
         return 4, src + "sealed"
     if rec.signed:
@@ -93,14 +107,15 @@ def _table(
     rows: list[tuple[Any, ...]],
     more: int = 0,
     more_text: str = "more rows",
+    count: str = "calls",
 ) -> None:
-    """One summary table; the last value of each row is a count (right-aligned, 'calls')."""
+    """One summary table; the last value of each row is a count (right-aligned, headed *count*)."""
     if not rows:
         return
     t = Table(title=title, title_justify="left")
     for col in columns:
         t.add_column(col)
-    t.add_column("calls", justify="right")
+    t.add_column(count, justify="right")
     for *cells, n in rows:
         t.add_row(*(str(c) for c in cells), f"{n:,}")
     if more > 0:
@@ -134,6 +149,12 @@ def render(stats: Stats, console: Console, *, top: int = 25) -> None:
         [(c, srv, iface, prot, auth, ", ".join(sorted(users)) or "-", n)
          for (c, srv, iface), (_r, prot, auth, users, n) in posture[:top]],
         len(posture) - top, "more rows (weakest first)",
+    )  # fmt: skip
+    eps = sorted(stats.endpoints.items())
+    _table(
+        console, "Server endpoints (from endpoint-mapper answers)", ("server", "interface", "offered at"),
+        [(srv, iface, ", ".join(where), len(where)) for (srv, iface), where in eps[:top]],
+        len(eps) - top, "more rows: see the endpoint records (--format jsonl)", count="endpoints",
     )  # fmt: skip
     if s is not None:
         damage = {k: v for k, v in s.counters.items() if k.startswith(_DAMAGE_PREFIXES)}
