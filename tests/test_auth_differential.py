@@ -2,14 +2,17 @@
 
 tshark shows ``dcerpc.auth_type`` / ``dcerpc.auth_level`` only on PDUs that carry an auth
 verifier, so the comparison is defined per request (its last fragment, where both tools report
-the call) over plain TCP:
+the call) over TCP and SMB named pipes (connection-oriented PDUs; connectionless ones carry their
+auth differently and are left to tests/test_cl.py):
 
 * the request's PDU carries a verifier in tshark: rpcinspect's ``auth_type`` and ``auth_level``
   must be the same values (by the catalog names of tshark's numbers), and ``signed`` / ``sealed``
   must follow the level (integrity or privacy / privacy);
-* it carries none: rpcinspect must not claim per-call protection (``signed`` and ``sealed``
-  false) and may only report ``none`` or ``connect`` (the association authenticated at connect
-  level, which puts no verifier on requests).
+* it carries none: rpcinspect must not claim per-call RPC protection and may only report
+  ``none`` or ``connect`` (the association authenticated at connect level, which puts no verifier
+  on requests); ``signed`` and ``sealed`` must be false, unless ``auth_source`` is ``smb`` (a
+  named pipe with no RPC auth: then they are the SMB session's, and ``auth_type`` must be
+  ``none``).
 
 Requests tshark decodes that rpcinspect does not report at the same frame and opnum are the
 request differential's business (tests/test_differential.py) and are not counted here. Every
@@ -52,9 +55,9 @@ def _as_list(v: object) -> list:  # type: ignore[type-arg]
 
 
 def tshark_auth(path: Path) -> list[RefRequest]:
-    """Last-fragment requests over plain TCP, with the auth of the verifier tshark decoded."""
+    """Last-fragment requests over TCP and SMB, with the auth of the verifier tshark decoded."""
     proc = subprocess.run(
-        ["tshark", "-n", "-r", str(path), "-Y", "dcerpc.pkt_type == 0 && !smb && !smb2 && !udp",
+        ["tshark", "-n", "-r", str(path), "-Y", "dcerpc.pkt_type == 0 && !udp",
          "-T", "json", "--no-duplicate-keys", "-J", "frame dcerpc"],
         capture_output=True, timeout=600, check=False,
     )  # fmt: skip
@@ -113,7 +116,12 @@ def compare(path: Path) -> AuthComparison:
                 c.differences[key] = f"signed/sealed {rec.signed}/{rec.sealed} at level {want[1]}"
             else:
                 c.agreed += 1
-        elif rec.signed or rec.sealed or rec.auth_level not in ("none", "connect"):
+        elif rec.auth_source == "smb" and (rec.auth_type, rec.auth_level) != ("none", "none"):
+            c.differences[key] = f"no verifier (SMB), rpcinspect {rec.auth_type}/{rec.auth_level}"
+        elif (rec.auth_source != "smb" and (rec.signed or rec.sealed)) or rec.auth_level not in (
+            "none",
+            "connect",
+        ):
             c.differences[key] = (
                 f"no verifier, rpcinspect {rec.auth_type}/{rec.auth_level} signed={rec.signed} "
                 f"sealed={rec.sealed}"

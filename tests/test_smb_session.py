@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
+import subprocess
 from io import StringIO
 from pathlib import Path
 
 import pytest
-from builders import tshark_fields
 from conftest import CAPTURES
 from rich.console import Console
 from tshark_ref import have_tshark
@@ -25,6 +25,15 @@ PIPES = [
     "lsarpc-np-smb2-rpcclient-seal",
 ]
 _DIALECTS = {"0x0202": "2.0.2", "0x0210": "2.1", "0x0300": "3.0", "0x0302": "3.0.2", "0x0311": "3.1.1"}
+
+
+def tshark_fields(path: Path, display_filter: str, fields: list[str]) -> list[list[str]]:
+    """tshark ``-T fields`` rows (first occurrence of each field) for the frames matching a filter."""
+    cmd = ["tshark", "-n", "-r", str(path), "-Y", display_filter, "-T", "fields", "-E", "occurrence=f"]
+    for f in fields:
+        cmd += ["-e", f]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120).stdout
+    return [line.split("\t") for line in out.splitlines()]
 
 
 def tshark_session(path: Path) -> tuple[str, str]:
