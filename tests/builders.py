@@ -16,6 +16,7 @@ from scapy.layers.dcerpc import (
     DceRpc5AbstractSyntax,
     DceRpc5Bind,
     DceRpc5BindAck,
+    DceRpc5BindNak,
     DceRpc5Context,
     DceRpc5Fault,
     DceRpc5PortAny,
@@ -23,11 +24,14 @@ from scapy.layers.dcerpc import (
     DceRpc5Response,
     DceRpc5Result,
     DceRpc5TransferSyntax,
+    DceRpc5Version,
 )
 
 NDR = "8a885d04-1ceb-11c9-9fe8-08002b104860"
 SAMR = "12345778-1234-abcd-ef00-0123456789ac"
 EPM = "e1af8308-5d1f-11c9-91a4-08002b14a0fa"
+NDR64 = "71710533-beba-4937-8319-b5dbef9ccc36"
+NIL = "00000000-0000-0000-0000-000000000000"
 CLIENT = bytes([10, 0, 0, 1])
 SERVER = bytes([10, 0, 0, 2])
 
@@ -74,6 +78,69 @@ def bind_ack(call_id: int, n: int, *, little: bool = True, result: int = 0, port
         results=res,
     )
     return bytes(_hdr(12, call_id, 3, little) / body)
+
+
+def version(major: int, minor: int = 0) -> int:
+    """p_syntax_id_t if_version as the one 32-bit integer C706 defines: major low, minor high."""
+    return major | (minor << 16)
+
+
+def bind_syntaxes(
+    call_id: int,
+    contexts: Iterable[tuple[int, str, int, Iterable[tuple[str, int]]]],
+    *,
+    little: bool = True,
+    ptype: int = 11,
+) -> bytes:
+    """A bind offering (ctx_id, uuid, if_version, [(transfer uuid, transfer if_version), ...]);
+    versions are 32-bit values (see :func:`version`)."""
+    elems = [
+        DceRpc5Context(
+            cont_id=cid,
+            abstract_syntax=DceRpc5AbstractSyntax(if_uuid=uuid.UUID(u), if_version=ver),
+            transfer_syntaxes=[
+                DceRpc5TransferSyntax(if_uuid=uuid.UUID(tu), if_version=tv) for tu, tv in transfers
+            ],
+        )
+        for cid, u, ver, transfers in contexts
+    ]
+    return bytes(
+        _hdr(ptype, call_id, 3, little)
+        / DceRpc5Bind(max_xmit_frag=4280, max_recv_frag=4280, context_elem=elems)
+    )
+
+
+def bind_ack_results(
+    call_id: int,
+    results: Iterable[tuple[int, int, str, int]],
+    *,
+    little: bool = True,
+    port: str = "49154",
+    ptype: int = 12,
+) -> bytes:
+    """A bind_ack (or alter_context_resp, ptype=15) with (result, reason, transfer uuid, version) each."""
+    res = [
+        DceRpc5Result(
+            result=r,
+            reason=why,
+            transfer_syntax=DceRpc5TransferSyntax(if_uuid=uuid.UUID(tu), if_version=tv),
+        )
+        for r, why, tu, tv in results
+    ]
+    body = DceRpc5BindAck(
+        max_xmit_frag=4280,
+        max_recv_frag=4280,
+        assoc_group_id=0x1234,
+        sec_addr=DceRpc5PortAny(port_spec=port.encode() + b"\0"),
+        results=res,
+    )
+    return bytes(_hdr(ptype, call_id, 3, little) / body)
+
+
+def bind_nak(call_id: int, reason: int, *, little: bool = True) -> bytes:
+    """A bind_nak (type 13) with provider_reject_reason *reason*, listing protocol version 5.0."""
+    body = DceRpc5BindNak(provider_reject_reason=reason, protocols=[DceRpc5Version(major=5, minor=0)])
+    return bytes(_hdr(13, call_id, 3, little) / body)
 
 
 def request(
@@ -177,3 +244,21 @@ class Conv:
         f = self.frame(client, payload)
         self.frames.append(f)
         return f
+
+
+# -- tshark as an oracle ---------------------------------------------------------------------------
+def tshark_fields(
+    path: Path, display_filter: str, fields: Iterable[str], *opts: str, occurrence: str = "f"
+) -> list[list[str]]:
+    """``tshark -T fields`` rows (one list of values per frame) for the frames of *path* matching
+    *display_filter*. ``occurrence="f"`` keeps the first occurrence of each field in the frame,
+    ``"a"`` all of them, comma-separated; *opts* are extra tshark arguments (``-o pref:value``).
+    Callers skip when tshark is not installed."""
+    import subprocess
+
+    cmd = ["tshark", "-n", "-r", str(path), *opts, "-Y", display_filter, "-T", "fields"]
+    cmd += ["-E", f"occurrence={occurrence}"]
+    for f in fields:
+        cmd += ["-e", f]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120).stdout
+    return [line.split("\t") for line in out.splitlines()]

@@ -110,15 +110,33 @@ def test_corrupt_record_length(tmp_path: Path) -> None:
     assert_clean_error(cli("analyze", str(p)), 3, "corrupt capture after frame 0")
 
 
-@pytest.mark.parametrize("frag_len", [0, 15, 65535])
-def test_pdu_with_extreme_frag_length(tmp_path: Path, frag_len: int) -> None:
+def extreme_frag_len_capture(frag_len: int) -> bytes:
+    """A samr call, then a request whose frag_length is *frag_len*, then a valid call (also used by
+    tests/test_cli.py)."""
     conv = session()
     bad = bytearray(b.request(9, 1, b"B" * 40))
     struct.pack_into("<H", bad, 8, frag_len)
     conv.send(True, bytes(bad))
     conv.send(True, b.request(10, 65))  # a valid PDU after the damage
     conv.send(False, b.response(10))
-    recs = list(analyze([b.write(tmp_path / "f.pcap", b.pcap(conv.frames))]))
+    return b.pcap(conv.frames)
+
+
+def many_contexts_capture(n: int = 255) -> bytes:
+    """A bind offering *n* contexts (255 is the most n_context_elem can say), all accepted, and a
+    call on the last one (also used by tests/test_cli.py)."""
+    conv = b.Conv()
+    conv.handshake()
+    conv.send(True, b.bind(1, [(i, b.SAMR, 1) for i in range(n)]))
+    conv.send(False, b.bind_ack(1, n))
+    conv.send(True, b.request(2, 64, ctx=n - 1))
+    conv.send(False, b.response(2, ctx=n - 1))
+    return b.pcap(conv.frames)
+
+
+@pytest.mark.parametrize("frag_len", [0, 15, 65535])
+def test_pdu_with_extreme_frag_length(tmp_path: Path, frag_len: int) -> None:
+    recs = list(analyze([b.write(tmp_path / "f.pcap", extreme_frag_len_capture(frag_len))]))
     calls = [r for r in recs if isinstance(r, CallRecord)]
     s = recs[-1]
     assert isinstance(s, SummaryRecord)
@@ -132,13 +150,7 @@ def test_pdu_with_extreme_frag_length(tmp_path: Path, frag_len: int) -> None:
 
 
 def test_bind_with_255_contexts(tmp_path: Path) -> None:
-    conv = b.Conv()
-    conv.handshake()
-    conv.send(True, b.bind(1, [(i, b.SAMR, 1) for i in range(255)]))
-    conv.send(False, b.bind_ack(1, 255))
-    conv.send(True, b.request(2, 64, ctx=254))
-    conv.send(False, b.response(2, ctx=254))
-    recs = list(analyze([b.write(tmp_path / "c.pcap", b.pcap(conv.frames))]))
+    recs = list(analyze([b.write(tmp_path / "c.pcap", many_contexts_capture(255))]))
     bind = next(r for r in recs if isinstance(r, BindRecord))
     assert len(bind.contexts) == 255 and all(c.result == "acceptance" for c in bind.contexts)
     call = next(r for r in recs if isinstance(r, CallRecord))

@@ -11,10 +11,11 @@ import contextlib
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Annotated
+from typing import IO, Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from rpcinspect import __version__
 from rpcinspect.errors import RpcInspectError
@@ -23,8 +24,45 @@ __all__ = ["app", "main"]
 
 EXIT_OK, EXIT_USAGE, EXIT_INPUT, EXIT_INTERNAL = 0, 2, 3, 70
 
+
+class _NoFlagMetavar:
+    """Typer shows ``<bool>`` as the value of the built-in -h/--help flag, which takes none."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        opt = super().get_help_option(ctx)  # type: ignore[misc]
+        if opt is not None:
+            opt.metavar = ""
+        return opt
+
+
+class _Group(_NoFlagMetavar, TyperGroup):
+    pass
+
+
+class _Command(_NoFlagMetavar, TyperCommand):
+    """An argument with a metavar shows just it (``FILE...``): not ``{FILE...}...`` in the usage
+    line, nor its Python type (``<list[Path]>``) in the help."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for p in self.params:
+            if isinstance(p, TyperArgument) and p.metavar:
+                p.display_type_rich = _no_type  # type: ignore[method-assign]
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for p in self.get_params(ctx):
+            pieces += [p.metavar] if isinstance(p, TyperArgument) and p.metavar else p.get_usage_pieces(ctx)
+        return pieces
+
+
+def _no_type(ctx: Any) -> None:
+    return None
+
+
 app = typer.Typer(
     name="rpcinspect",
+    cls=_Group,
     help="Analyze Microsoft RPC (DCE/RPC, MS-RPCE) traffic: calls, interfaces, operations, auth, damage.",
     no_args_is_help=True,
     add_completion=False,
@@ -52,79 +90,97 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, metavar="", help="Print the version and exit."
+        ),
     ] = False,
 ) -> None:
     """rpcinspect: see what happens over MS-RPC. Run 'rpcinspect COMMAND --help' for a command's options."""
 
 
-@app.command()
+# Option help stays short (one idea, no long words) so that it is complete at 80 columns; the
+# details are in the command's docstring and epilog, printed in full width above and below.
+_ANALYZE_EPILOG = (
+    "**Environment**: `RPCINSPECT_PASSWORD` and `RPCINSPECT_NT_HASH` add a secret like "
+    "--password and --nt-hash; `RPCINSPECT_KEYTAB` adds a keytab like --keytab; "
+    "`RPCINSPECT_CACHE` is the directory of the interface catalog cache "
+    "(default `$XDG_CACHE_HOME/rpcinspect` or `~/.cache/rpcinspect`).\n\n"
+    "**Exit codes**: 0 ok; 2 usage; 3 an input could not be read completely (what was decoded "
+    "before the damage is still written); 70 internal error; 130 interrupted."
+)
+
+
+@app.command(cls=_Command, epilog=_ANALYZE_EPILOG)
 def analyze(
     files: Annotated[
         list[Path],
         typer.Argument(
-            help="pcap or pcapng files (gzip-compressed too), read in the order given.", show_default=False
+            metavar="FILE...",
+            help="pcap or pcapng files (also gzip-compressed), read in order.",
+            show_default=False,
         ),
     ],
     fmt: Annotated[
         Format,
-        typer.Option(
-            "--format",
-            "-f",
-            help="table: summary for people. jsonl: one record per line (calls, binds, anomalies, summary). "
-            "json: one document. csv: call records only.",
-        ),
+        typer.Option("--format", "-f", metavar="FORMAT", help="table, json, jsonl or csv (see above)."),
     ] = Format.table,
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="Write machine output here instead of standard output.", dir_okay=False
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Write records here, not to standard output.",
+            dir_okay=False,
         ),
     ] = None,
     quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No summary or progress on the terminal.")
+        bool, typer.Option("--quiet", "-q", metavar="", help="No summary or progress on the terminal.")
     ] = False,
-    top: Annotated[int, typer.Option(help="Rows per summary table.", min=1)] = 25,
-    prefilter: Annotated[
+    top: Annotated[int, typer.Option(metavar="N", help="Rows per summary table.", min=1)] = 25,
+    no_prefilter: Annotated[
         bool,
         typer.Option(
-            help="Let libpcap and a C selector drop packets that cannot be DCE/RPC before Python sees them "
-            "(same records; much faster on mixed traffic). --no-prefilter reads every packet in Python."
+            "--no-prefilter", metavar="", help="Read every packet in Python (no C prefilter; same records)."
         ),
-    ] = True,
+    ] = False,
+    # --prefilter (the default) is still accepted, unlisted: a --prefilter/--no-prefilter pair would
+    # take a help column of its own and squeeze every option's help at 80 columns
+    _prefilter: Annotated[bool, typer.Option("--prefilter", hidden=True)] = False,
     decode_as: Annotated[
         list[str] | None,
         typer.Option(
             "--decode-as",
-            metavar="HOST:PORT=UUID[:VER] | PIPE=UUID[:VER]",
-            help="Name calls whose bind is not in the capture: the interface (UUID or catalog name, "
-            "e.g. samr) on a server port (HOST may be *) or a named pipe. Repeatable; wins over "
-            "endpoint-mapper learning and well-known pipes.",
+            metavar="RULE",
+            help="Name calls whose bind is missing: HOST:PORT=UUID[:VER] or PIPE=UUID[:VER] (see above). "
+            "Repeatable.",
         ),
     ] = None,
     password: Annotated[
         list[str] | None,
         typer.Option(
             "--password",
-            metavar="[PRINCIPAL%]PASSWORD",
-            help="Decrypt NTLM-sealed stubs of sessions this password opens (optionally only for "
-            "PRINCIPAL, user or DOMAIN\\user). Repeatable. Also RPCINSPECT_PASSWORD. Never written out.",
+            metavar="SECRET",
+            help="Decrypt NTLM-sealed stubs: PASSWORD or PRINCIPAL%PASSWORD. Repeatable. Also "
+            "RPCINSPECT_PASSWORD.",
         ),
     ] = None,
     nt_hash: Annotated[
         list[str] | None,
         typer.Option(
             "--nt-hash",
-            metavar="[PRINCIPAL%]HASH",
-            help="Like --password, with the NT hash (32 hex digits). Repeatable. Also RPCINSPECT_NT_HASH.",
+            metavar="SECRET",
+            help="Like --password, with an NT hash (32 hex digits): HASH or PRINCIPAL%HASH. Repeatable. "
+            "Also RPCINSPECT_NT_HASH.",
         ),
     ] = None,
     secrets_file: Annotated[
         Path | None,
         typer.Option(
             "--secrets-file",
-            help="Read secrets from a file, one 'password:[PRINCIPAL%]PASSWORD', "
-            "'nt_hash:[PRINCIPAL%]HASH' or 'keytab:PATH' per line (keeps them out of the process list).",
+            metavar="FILE",
+            help="Secrets, one per line: password:SECRET, nt_hash:SECRET or keytab:PATH.",
             dir_okay=False,
         ),
     ] = None,
@@ -132,19 +188,28 @@ def analyze(
         list[Path] | None,
         typer.Option(
             "--keytab",
-            metavar="PATH",
-            help="Decrypt Kerberos-sealed stubs (and name the client) with the service keys of this MIT "
-            "keytab. Repeatable. Also RPCINSPECT_KEYTAB. Keys are never written out.",
+            metavar="FILE",
+            help="Decrypt Kerberos-sealed stubs with this MIT keytab's keys. Repeatable. Also "
+            "RPCINSPECT_KEYTAB.",
             dir_okay=False,
         ),
     ] = None,
 ) -> None:
     """Decode capture files into RPC call and bind records (requests paired with responses).
 
-    With --format table (the default) a summary is printed. With a machine format, records go
-    to standard output or --output; the summary then goes to the terminal (stderr) unless --quiet.
-    Exit codes: 0 ok, 2 usage, 3 an input could not be read completely (its decoded records are
-    still written), 70 internal error, 130 interrupted.
+    **Formats** (--format): `table` (the default) prints a summary for people; `jsonl` writes one
+    record per line (calls, binds, endpoints, anomalies, then a summary); `json` one document;
+    `csv` call records only. Machine formats go to standard output or --output, and the summary
+    then goes to the terminal (stderr) unless --quiet.
+
+    **--decode-as RULE** names calls whose bind is not in the capture: `HOST:PORT=UUID[:VER]` (a
+    server port; HOST may be `*`) or `PIPE=UUID[:VER]` (a named pipe), where UUID may be a catalog
+    name such as `samr`. Rules win over endpoint-mapper learning and well-known pipes.
+
+    **Secrets** decrypt sealed stubs and are never written out. --password and --nt-hash take
+    `PASSWORD` or `PRINCIPAL%PASSWORD` (PRINCIPAL: `user` or `DOMAIN\\user`), an NT hash likewise;
+    --secrets-file reads `password:SECRET`, `nt_hash:SECRET` or `keytab:PATH` lines (keeping secrets out
+    of the process list); --keytab reads an MIT keytab (Kerberos).
     """
     from rpcinspect.catalog import load_catalog
     from rpcinspect.dcerpc.resolve import parse_decode_as
@@ -192,7 +257,7 @@ def analyze(
             files,
             catalog=catalog,
             progress=progress_cb,
-            prefilter=prefilter,
+            prefilter=not no_prefilter,
             decode_as=rules,
             secrets=secrets,
             keytab=keytabs,

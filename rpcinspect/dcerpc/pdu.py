@@ -137,10 +137,11 @@ class BindBody(NamedTuple):
 
 
 def _syntax(buf: bytes, o: int, little: bool) -> tuple[str, str]:
-    s = _LE if little else _BE
-    major = s["H"].unpack_from(buf, o + 16)[0]
-    minor = s["H"].unpack_from(buf, o + 18)[0]
-    return uuid_str(bytes(buf[o : o + 16]), little), f"{major}.{minor}"
+    """A p_syntax_id_t: uuid, then if_version, one 32-bit integer in the PDU's byte order whose
+    low 16 bits are the major and high 16 bits the minor version (C706 12.6.3.1), so that in
+    big-endian PDUs the minor comes first on the wire."""
+    v = (_LE if little else _BE)["I"].unpack_from(buf, o + 16)[0]
+    return uuid_str(bytes(buf[o : o + 16]), little), f"{v & 0xFFFF}.{v >> 16}"
 
 
 _MEMO_MAX = 4096

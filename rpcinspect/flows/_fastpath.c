@@ -98,6 +98,12 @@ static int fast_segment(PyObject *tdict, double sweep_at, PyTypeObject *framer_t
                         PyObject *seg, PyObject *frame, PyObject *ts_obj, double ts) {
     if (!PyTuple_CheckExact(seg) || PyTuple_GET_SIZE(seg) != 9)
         return 0;
+    /* TCP only: a UDP datagram's tuple has the same shape (seq 0) and may share a connection's 4-tuple */
+    long proto = PyLong_AsLong(PyTuple_GET_ITEM(seg, 0));
+    if (proto == -1 && PyErr_Occurred())
+        return -1;
+    if (proto != 6)
+        return 0;
     PyObject *payload = PyTuple_GET_ITEM(seg, 8);
     if (!PyBytes_CheckExact(payload) || PyBytes_GET_SIZE(payload) == 0)
         return 0;
