@@ -262,3 +262,37 @@ def tshark_fields(
         cmd += ["-e", f]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120).stdout
     return [line.split("\t") for line in out.splitlines()]
+
+
+# -- SMB2 named pipes (MS-SMB2 2.2), for tests outside test_smb that need ncacn_np traffic ---------
+def nbss(msg: bytes) -> bytes:
+    """Direct-TCP (port 445) / NBSS session message framing: a zero byte and a 24-bit length."""
+    return b"\x00" + len(msg).to_bytes(3, "big") + msg
+
+
+def smb2_message(cmd: int, mid: int, body: bytes, *, resp: bool = False, tree: int = 5) -> bytes:
+    """One SMB2 message (64-byte sync header, CreditCharge 1, SessionId 0x1122334455667788)."""
+    hdr = struct.pack("<4sHHIHHIIQ", b"\xfeSMB", 64, 1, 0, cmd, 1, 1 if resp else 0, 0, mid)
+    return hdr + struct.pack("<IIQ", 0, tree, 0x1122334455667788) + b"\0" * 16 + body
+
+
+def smb2_pipe_calls(
+    conv: Conv, pipe: str, fid: bytes, exchanges: Iterable[tuple[bytes, bytes]], mid: int
+) -> int:
+    """Sends on *conv* (port 445) a CREATE of *pipe* answered with the 16-byte file id *fid*, then
+    one IOCTL FSCTL_PIPE_TRANSCEIVE per (request PDUs, response PDUs) exchange; MessageIds count
+    up from *mid*. Returns the next free MessageId."""
+    n = pipe.encode("utf-16-le")
+    create = struct.pack("<HBBIQQIIIIIHHII", 57, 0, 0, 2, 0, 0, 0x12019F, 0, 7, 1, 0, 120, len(n), 0, 0) + n
+    conv.send(True, nbss(smb2_message(5, mid, create)))
+    answer = struct.pack("<HBBI", 89, 0, 0, 1) + b"\0" * 32 + struct.pack("<QQII", 0, 0, 0x80, 0) + fid
+    conv.send(False, nbss(smb2_message(5, mid, answer + struct.pack("<II", 0, 0), resp=True)))
+    for req, resp in exchanges:
+        mid += 1
+        body = struct.pack("<HHI", 57, 0, 0x0011C017) + fid
+        body += struct.pack("<IIIIIIII", 120, len(req), 0, 120, 0, 4280, 1, 0) + req
+        conv.send(True, nbss(smb2_message(11, mid, body)))
+        body = struct.pack("<HHI", 49, 0, 0x0011C017) + fid
+        body += struct.pack("<IIIIII", 112, 0, 112, len(resp), 0, 0) + resp
+        conv.send(False, nbss(smb2_message(11, mid, body, resp=True)))
+    return mid + 1

@@ -6,8 +6,13 @@ Two forms reach a passive decoder:
   first, then both sides exchange connection-oriented PDUs (MS-RPCH 2.1.2.1);
 * **plain HTTP channels**: an ``RPC_IN_DATA`` request (its body carries the client's PDUs) and an
   ``RPC_OUT_DATA`` request (the server's answer body carries the server's PDUs), MS-RPCH 2.1.2.1.1,
-  on any port (detected from the request line). The header part is bounded
-  (:data:`MAX_HEADER_BYTES`, then ``http_header_limit`` and the direction is ignored).
+  on any port (detected from the request line). A channel may first authenticate to the proxy
+  (NTLM, Negotiate: a request with ``Content-Length: 0``, answered ``401`` with a body) and be
+  answered ``100 Continue`` before its ``200``: such header parts (and the ``401`` body) are
+  skipped until the request or response whose body carries PDUs (counted ``http_auth_leg``,
+  ``http_interim_response``). Each header part is bounded (:data:`MAX_HEADER_BYTES`, then
+  ``http_header_limit`` and the direction is ignored), and so is their number
+  (:data:`MAX_HEADER_PARTS`).
 
 Both feed a :class:`~rpcinspect.transports.cotcp.CoFramer` whose sink intercepts RTS PDUs
 (ptype 20, MS-RPCH 2.2.3.6): they are decoded (flags, number of commands, command types; every
@@ -19,6 +24,10 @@ IN and OUT channels are paired through the virtual connection cookie, the first 
 CONN/A1 (sent on the OUT channel) and CONN/B1 (on the IN channel): channels with the same cookie
 share one association, so requests sent on the IN channel pair with responses read on the OUT
 channel. A channel whose CONN PDU is not in the capture keeps an association of its own.
+
+The channels' URL names the RPC server behind the proxy (``/rpc/rpcproxy.dll?SERVER:PORT``,
+MS-RPCH 2.2.2): calls whose bind is not in the capture are resolved (``--decode-as``, endpoint
+mapper) by that server and port, not by the proxy's TCP port, which serves every server alike.
 """
 
 from __future__ import annotations
@@ -32,10 +41,14 @@ from rpcinspect.transports.cotcp import CoFramer, Header
 if TYPE_CHECKING:
     from rpcinspect.runtime import Endpoints, Run
 
-__all__ = ["BANNER", "RTS_COMMANDS", "HttpChannels", "HttpHandler", "is_http_rpc", "rts_body"]
+__all__ = [
+    "BANNER", "RTS_COMMANDS", "HttpAssociation", "HttpChannels", "HttpHandler", "is_http_rpc", "rpc_target",
+    "rts_body",
+]  # fmt: skip
 
 BANNER: Final = b"ncacn_http/1.0"
 MAX_HEADER_BYTES: Final = 16384
+MAX_HEADER_PARTS: Final = 8
 MAX_RTS_COMMANDS: Final = 64
 MAX_VIRTUAL_CONNECTIONS: Final = 4096
 _METHODS: Final = (b"RPC_IN_DATA ", b"RPC_OUT_DATA ")
@@ -95,6 +108,52 @@ def rts_body(buf: bytes, off: int, h: Header) -> tuple[int, list[str], bytes | N
     return flags, names, cookie
 
 
+def rpc_target(line: bytes) -> tuple[str, int] | None:
+    """``(server, port)`` the URL of an ``RPC_IN_DATA`` / ``RPC_OUT_DATA`` request line names
+    (``/rpc/rpcproxy.dll?server:6004``, MS-RPCH 2.2.2), the server lowercased (an IPv6 address
+    without its brackets); None when the URL names none."""
+    parts = line.split(b" ")
+    if len(parts) < 2:
+        return None
+    _, q, query = parts[1].partition(b"?")
+    host, colon, port = query.decode("latin-1").rpartition(":")
+    host = host.strip("[]").lower()
+    if not q or not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host, int(port)
+
+
+def _content_length(head: bytes) -> int | None:
+    for line in head.split(b"\r\n")[1:]:
+        name, colon, value = line.partition(b":")
+        if colon and name.strip().lower() == b"content-length":
+            v = value.strip()
+            return int(v) if v.isdigit() else None
+    return None
+
+
+class HttpAssociation(Association):
+    """The association of an ncacn_http channel: a call whose bind is not in the capture is
+    resolved by the server and port its channels' URL names (:attr:`target`), when one does."""
+
+    __slots__ = ("target",)
+
+    def __init__(self, run: Run, endpoints: Endpoints) -> None:
+        super().__init__(run, "ncacn_http", endpoints)
+        self.target: tuple[str, int] | None = None
+
+    def _interface_of(self, call):  # type: ignore[no-untyped-def]  # Association's, resolved by the URL
+        target = self.target
+        if target is None:
+            return super()._interface_of(call)
+        ep = self._ep
+        self._ep = (ep[0], ep[1], target[0], target[1])  # what the resolver is asked; records keep TCP's
+        try:
+            return super()._interface_of(call)
+        finally:
+            self._ep = ep
+
+
 class HttpChannels:
     """Virtual connections of one input: cookie -> (association, channels using it)."""
 
@@ -122,7 +181,7 @@ class _Sink:
 class HttpHandler:
     """TCP connection handler for ncacn_http: banner or HTTP headers, then a CO PDU stream."""
 
-    __slots__ = ("_ep", "assoc", "channels", "cookie", "framer", "mode", "pre", "run")
+    __slots__ = ("_ep", "assoc", "channels", "cookie", "framer", "mode", "parts", "pre", "run", "skip")
 
     def __init__(
         self,
@@ -135,12 +194,14 @@ class HttpHandler:
         self.run = run
         self._ep = endpoints
         self.channels = channels
-        self.assoc = Association(run, "ncacn_http", endpoints)
+        self.assoc = HttpAssociation(run, endpoints)
         self.cookie: bytes | None = None
         self.framer = CoFramer(run, endpoints, _Sink(self), midstream=False)
         first = "headers" if http else "banner"
         self.mode = [first, first]
         self.pre = [b"", b""]  # a banner or header part still incomplete, per direction
+        self.skip = [0, 0]  # body bytes of a 401 (or other non-2xx) answer still to skip, per direction
+        self.parts = [0, 0]  # header parts seen, per direction
         run.count("connections_ncacn_http_plain" if http else "connections_ncacn_http")
 
     # -- Handler (TCP side) --------------------------------------------------------------------
@@ -151,6 +212,16 @@ class HttpHandler:
             return
         if mode == "ignore":
             return
+        if mode == "body":  # the body of a 401 (or other non-2xx) answer: skipped, headers follow
+            skip = self.skip[dirn]
+            if len(payload) <= skip:
+                self.skip[dirn] = skip - len(payload)
+                if self.skip[dirn] == 0:
+                    self.mode[dirn] = "headers"
+                return
+            payload = payload[skip:]
+            self.skip[dirn] = 0
+            mode = self.mode[dirn] = "headers"
         buf = self.pre[dirn] + payload
         if mode == "banner":
             if len(buf) < len(BANNER) and BANNER.startswith(buf):
@@ -160,32 +231,82 @@ class HttpHandler:
                 self.run.count("http_banner")
                 buf = buf[len(BANNER) :]
         else:
-            if not buf.startswith((b"RPC_", b"HTTP/")):
-                self.mode[dirn] = "pdus"  # no HTTP part in this direction (capture started later)
-                self.pre[dirn] = b""
-                self.framer.data(dirn, buf, frame, ts)
-                return
-            i = buf.find(b"\r\n\r\n")
-            if i < 0:
-                if len(buf) > MAX_HEADER_BYTES:
-                    detail = f"HTTP header part longer than {MAX_HEADER_BYTES} bytes; direction ignored"
+            while True:  # header parts until the one whose body carries PDUs
+                if len(buf) < 5 and (b"RPC_".startswith(buf[:4]) or b"HTTP/".startswith(buf)):
+                    self.pre[dirn] = buf  # too short to tell yet
+                    return
+                if not buf.startswith((b"RPC_", b"HTTP/")):
+                    if self.parts[dirn]:
+                        self.run.count("http_header_part_missing")  # PDUs where headers were due
+                    self.mode[dirn] = "pdus"  # no HTTP part in this direction (capture started later)
+                    self.pre[dirn] = b""
+                    self.framer.data(dirn, buf, frame, ts)
+                    return
+                i = buf.find(b"\r\n\r\n")
+                if i < 0:
+                    if len(buf) > MAX_HEADER_BYTES:
+                        detail = f"HTTP header part longer than {MAX_HEADER_BYTES} bytes; direction ignored"
+                        self.run.anomaly("http_header_limit", detail, frame, ts, self._ep)
+                        self.mode[dirn] = "ignore"
+                        self.pre[dirn] = b""
+                    else:
+                        self.pre[dirn] = buf
+                    return
+                head, buf = buf[:i], buf[i + 4 :]
+                more = self._header_part(dirn, head)
+                if more is False:
+                    break
+                self.parts[dirn] += 1
+                if self.parts[dirn] >= MAX_HEADER_PARTS:
+                    detail = f"over {MAX_HEADER_PARTS} HTTP header parts before the PDUs; direction ignored"
                     self.run.anomaly("http_header_limit", detail, frame, ts, self._ep)
                     self.mode[dirn] = "ignore"
                     self.pre[dirn] = b""
-                else:
-                    self.pre[dirn] = buf
-                return
-            line = buf[: buf.find(b"\r\n")]
-            word = line.split(b" ", 1)[0].decode("latin-1").lower().replace("/", "_")
-            self.run.count(f"http_{word}" if word.startswith("rpc_") else "http_response")
-            buf = buf[i + 4 :]
+                    return
+                if more is None:  # a body to skip, then headers again
+                    self.pre[dirn] = b""
+                    self.mode[dirn] = "body"
+                    if buf:
+                        self.data(dirn, buf, frame, ts)
+                    return
         self.pre[dirn] = b""
         self.mode[dirn] = "pdus"
         if buf:
             self.framer.data(dirn, buf, frame, ts)
 
+    def _header_part(self, dirn: int, head: bytes) -> bool | None:
+        """Reads one HTTP header part: False when its body carries the channel's PDUs, True when
+        another header part follows at once (an authentication leg, an interim ``1xx`` answer),
+        None when a body of ``skip`` bytes (a ``401`` answer's) comes first."""
+        end = head.find(b"\r\n")
+        line = head if end < 0 else head[:end]
+        word = line.split(b" ", 1)[0]
+        length = _content_length(head)
+        if word.startswith(b"RPC_"):
+            target = rpc_target(line)
+            if target is not None and self.assoc.target is None:
+                self.assoc.target = target
+            if length == 0:  # authenticating to the proxy: the channel's request follows
+                self.run.count("http_auth_leg")
+                return True
+            self.run.count("http_" + word.decode("latin-1").lower())
+            return False
+        self.run.count("http_response")
+        status = line.split(b" ", 2)[1] if line.count(b" ") else b""
+        if status[:1] == b"1":  # 100 Continue: the real answer follows
+            self.run.count("http_interim_response")
+            return True
+        if status[:1] == b"2" or not status.isdigit():
+            return False
+        self.run.count("http_auth_leg")  # 401 (or another refusal): its body, then a new answer
+        if length:
+            self.skip[dirn] = length
+            return None
+        return True
+
     def gap(self, dirn: int, nbytes: int, frame: int, ts: float) -> None:
         self.pre[dirn] = b""
+        self.skip[dirn] = 0
         if self.mode[dirn] != "ignore":
             self.mode[dirn] = "pdus"
         self.framer.gap(dirn, nbytes, frame, ts)
@@ -222,6 +343,8 @@ class HttpHandler:
             return
         own = self.assoc
         self.assoc = ent[0]  # type: ignore[assignment]
+        if self.assoc.target is None:
+            self.assoc.target = own.target
         ent[1] = int(ent[1]) + 1  # type: ignore[call-overload]
         self.run.count("http_channels_paired")
         own.close("connection_closed")

@@ -6,7 +6,10 @@ STATUS_PENDING interim responses; SMB1: PID and MID), and follows pipes: a CREAT
 AndX) on a pipe share gives the pipe name and file id; WRITE, IOCTL FSCTL_PIPE_TRANSCEIVE input,
 Write AndX and Trans TransactNmPipe carry client->server RPC bytes (direction 0); READ, IOCTL
 output, Read AndX and Trans responses carry server->client bytes (direction 1); CLOSE ends the
-pipe. Each pipe, keyed by (session, tree, file id), has its own
+pipe. In a compound, a related request (SMB2_FLAGS_RELATED_OPERATIONS) takes the SessionId, TreeId
+and an all-FF FileId from the request before it (MS-SMB2 3.3.5.2.7.2). Multi-credit requests
+(CreditCharge > 1) need nothing more: their response carries the request's first MessageId. Each
+pipe, keyed by (session, tree, file id), has its own
 :class:`~rpcinspect.transports.cotcp.CoFramer` and
 :class:`~rpcinspect.dcerpc.association.Association` (transport ``ncacn_np``), so PDUs split over
 several writes or reads are reassembled per pipe and several pipes interleave freely.
@@ -32,7 +35,7 @@ from typing import TYPE_CHECKING, Final
 
 from rpcinspect.dcerpc.association import Association
 from rpcinspect.transports.cotcp import CoFramer, plausible
-from rpcinspect.transports.smb1 import Smb1Commands
+from rpcinspect.transports.smb1 import Smb1Commands, Smb1Transaction
 from rpcinspect.transports.smb3keys import Smb3Keys
 from rpcinspect.transports.smbcommon import (
     _STATUS_BUFFER_OVERFLOW,
@@ -58,6 +61,9 @@ _FSCTL_PIPE_TRANSCEIVE = 0x0011C017
 _FLAG_RESPONSE, _FLAG_ASYNC, _FLAG_RELATED, _FLAG_SIGNED = 0x1, 0x2, 0x4, 0x8
 _ALL_FF = b"\xff" * 16
 _CREATE_MARK = b"create:"  # + MessageId: "the file id the CREATE before me in this compound gets"
+_Related = tuple[bytes | None, int, int | None]
+"""What an SMB2 request leaves to a related request after it in its compound: (file id, or a
+``_CREATE_MARK`` for the CREATE before it; SessionId; TreeId)."""
 _DIALECTS = {0x0202: "2.0.2", 0x0210: "2.1", 0x02FF: "2.???", 0x0300: "3.0", 0x0302: "3.0.2", 0x0311: "3.1.1"}
 
 
@@ -107,7 +113,7 @@ class SmbHandler(Smb1Commands):
 
     __slots__ = (
         "_ep", "async_ids", "bufs", "created", "crypt", "deferred", "dialect", "pending", "pipes", "run",
-        "sessions", "skip", "sync", "trees",
+        "sessions", "skip", "sync", "trans", "trees",
     )  # fmt: skip
 
     def __init__(self, run: Run, endpoints: Endpoints, *, midstream: bool = False) -> None:
@@ -120,6 +126,7 @@ class SmbHandler(Smb1Commands):
         self.async_ids: dict[int, int] = {}  # SMB2 AsyncId -> MessageId
         self.pipes: dict[tuple[int, int, bytes], _Pipe] = {}
         self.trees: dict[tuple[int, int], bool] = {}  # (session, tree) -> is a pipe share (IPC$)
+        self.trans: dict[tuple[int, int], Smb1Transaction] = {}  # SMB1 (PID, MID) -> request data so far
         self.sessions: dict[int, _Sess] = {}
         self.dialect: str | None = None
         # requests related to a CREATE in the same compound (file id all-FF): MessageId of the
@@ -225,6 +232,9 @@ class SmbHandler(Smb1Commands):
                 detail = f"{len(self.bufs[dirn])} bytes of an incomplete SMB message at end of stream"
                 self.run.anomaly("truncated_smb", detail, frame, ts, self._ep)
         self.bufs = [bytearray(), bytearray()]
+        if self.trans:
+            self.run.count("smb1_trans_incomplete", len(self.trans))
+            self.trans.clear()
         for p in self.pipes.values():
             p.framer.close(reason, frame, ts)
         self.pipes.clear()
@@ -236,9 +246,9 @@ class SmbHandler(Smb1Commands):
         if proto == b"\xfeSMB":
             self.run.count("smb2_messages")
             off = 0
-            prev_fid: bytes | None = None
+            prev: _Related | None = None
             while True:
-                nxt, prev_fid = self._smb2(dirn, msg, off, prev_fid, frame, ts)
+                nxt, prev = self._smb2(dirn, msg, off, prev, frame, ts)
                 if not nxt:
                     break
                 if nxt < 64 or off + nxt + 64 > len(msg) or nxt & 7:
@@ -405,14 +415,16 @@ class SmbHandler(Smb1Commands):
 
     # -- SMB2 ----------------------------------------------------------------------------------
     def _smb2(
-        self, dirn: int, m: bytes, o: int, prev_fid: bytes | None, frame: int, ts: float
-    ) -> tuple[int, bytes | None]:
-        """Handles the SMB2 message at *o*; returns (NextCommand, file id for related requests)."""
+        self, dirn: int, m: bytes, o: int, prev: _Related | None, frame: int, ts: float
+    ) -> tuple[int, _Related | None]:
+        """Handles the SMB2 message at *o* of a compound; *prev* is what the message before it
+        in the compound leaves to a related request (file id, session, tree). Returns
+        (NextCommand, what this message leaves to the next one)."""
         if len(m) - o < 64:
             self.run.anomaly(
                 "malformed_smb", f"truncated SMB2 header ({len(m) - o} bytes)", frame, ts, self._ep
             )
-            return 0, prev_fid
+            return 0, prev
         _p, _ss, _cc, status, cmd, _cr, flags, nxt, mid = _SMB2_HDR(m, o)
         sid = _U64(m, o + 40)[0]
         b = o + 64
@@ -420,6 +432,13 @@ class SmbHandler(Smb1Commands):
             async_id, tree = _U64(m, o + 32)[0], None
         else:
             async_id, tree = None, _U32(m, o + 36)[0]
+        prev_fid = None
+        if prev is not None:
+            prev_fid = prev[0]  # an all-FF file id is the one before it (related or not: lenient)
+            if flags & (_FLAG_RELATED | _FLAG_RESPONSE) == _FLAG_RELATED:
+                # MS-SMB2 3.3.5.2.7.2: a related request uses the SessionId and TreeId of the
+                # operation before it (clients may send all-FF placeholders there too).
+                sid, tree = prev[1], prev[2]
         if flags & _FLAG_SIGNED and sid:
             s = self.sessions.get(sid)
             if s is not None and not s.signed:
@@ -430,7 +449,7 @@ class SmbHandler(Smb1Commands):
                 noff, nlen = _U16(m, b + 44)[0], _U16(m, b + 46)[0]
                 name = _utf16(m, o + noff, nlen) if nlen else ""
                 self._add_pending(mid, (cmd, sid, tree, normalise_pipe(name), dirn), frame, ts)
-                return nxt, _CREATE_MARK + mid.to_bytes(8, "little")  # related requests' file id
+                prev_fid = _CREATE_MARK + mid.to_bytes(8, "little")  # related requests' file id
             elif cmd == 0x9:  # WRITE
                 doff, dlen = _U16(m, b + 2)[0], _U32(m, b + 4)[0]
                 fid = bytes(m[b + 16 : b + 32])
@@ -445,6 +464,7 @@ class SmbHandler(Smb1Commands):
                     self._defer(fid, dirn, data, frame, ts)
                 else:
                     self._pipe_data((sid, tree or 0, fid), 0, dirn, data, frame, ts)
+                prev_fid = fid
             elif cmd == 0x8:  # READ
                 fid = bytes(m[b + 16 : b + 32])
                 if fid == _ALL_FF and prev_fid is not None:
@@ -455,6 +475,7 @@ class SmbHandler(Smb1Commands):
                     or self.trees[(sid, tree)]
                 ):
                     self._add_pending(mid, (cmd, sid, tree or 0, fid, dirn), frame, ts)
+                prev_fid = fid
             elif cmd == 0xB:  # IOCTL
                 ctl = _U32(m, b + 4)[0]
                 if ctl == _FSCTL_PIPE_TRANSCEIVE:
@@ -463,6 +484,7 @@ class SmbHandler(Smb1Commands):
                         fid = prev_fid
                     ioff, ilen = _U32(m, b + 24)[0], _U32(m, b + 28)[0]
                     data = m[o + ioff : o + ioff + ilen]
+                    prev_fid = fid
                     if fid.startswith(_CREATE_MARK):
                         self._defer(fid, dirn, data, frame, ts)
                         fid = _ALL_FF  # the response names the file id
@@ -475,6 +497,7 @@ class SmbHandler(Smb1Commands):
                     fid = prev_fid
                 if (sid, tree or 0, fid) in self.pipes:
                     self._add_pending(mid, (cmd, sid, tree or 0, fid, dirn), frame, ts)
+                prev_fid = fid
             elif cmd == 0x3:  # TREE_CONNECT
                 self._add_pending(mid, (cmd, sid), frame, ts)
             elif cmd == 0x1:  # SESSION_SETUP
@@ -493,7 +516,7 @@ class SmbHandler(Smb1Commands):
                 self._add_pending(mid, (cmd,), frame, ts)
                 if self.crypt is not None:
                     self.crypt.negotiate_request(dirn, _whole(m, o, nxt))
-            return nxt, prev_fid
+            return nxt, (prev_fid, sid, tree)
         # ---- response
         if status == _STATUS_PENDING and flags & _FLAG_ASYNC:
             if async_id is not None and mid in self.pending:
@@ -501,7 +524,7 @@ class SmbHandler(Smb1Commands):
                 if len(self.async_ids) > self.run.limits.max_smb_pending:
                     self.async_ids.pop(next(iter(self.async_ids)))
             self.run.count("smb2_pending")
-            return nxt, prev_fid
+            return nxt, prev
         req = self.pending.pop(mid, None)
         if req is None and async_id is not None and async_id in self.async_ids:
             req = self.pending.pop(self.async_ids[async_id], None)
@@ -512,10 +535,10 @@ class SmbHandler(Smb1Commands):
         if req is None:
             if cmd in (0x8, 0xB):
                 self.run.count("smb2_response_without_request")
-            return nxt, prev_fid
+            return nxt, prev
         if req[0] != cmd:
             self.run.count("smb2_response_command_mismatch")
-            return nxt, prev_fid
+            return nxt, prev
         ok = status == 0 or status == _STATUS_BUFFER_OVERFLOW
         if cmd == 0x8:  # READ
             if req[3].startswith(_CREATE_MARK):  # related to a CREATE answered just before
@@ -546,7 +569,7 @@ class SmbHandler(Smb1Commands):
                 if len(self.created) >= 64:
                     self.created.pop(next(iter(self.created)))
                 self.created[mid] = fid
-                return nxt, fid
+                return nxt, prev
             self.deferred.pop(mid, None)
         elif cmd == 0x6:  # CLOSE
             self._close_pipe((req[1], req[2], req[3]), frame, ts)
@@ -579,7 +602,7 @@ class SmbHandler(Smb1Commands):
             self.dialect = _DIALECTS.get(d, f"{d:#06x}")
             if self.crypt is not None:
                 self.crypt.negotiate_response(_whole(m, o, nxt))
-        return nxt, prev_fid
+        return nxt, prev
 
 
 def _whole(m: bytes, o: int, nxt: int) -> bytes:

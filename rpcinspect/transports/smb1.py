@@ -2,11 +2,20 @@
 
 A mixin of :class:`~rpcinspect.transports.smb.SmbHandler` (which owns the pipe, session and
 pending-request state); split out so each module stays one protocol dialect.
+
+A TransactNmPipe request whose data does not fit in its SMB_COM_TRANSACTION (TotalDataCount >
+DataCount) continues in SMB_COM_TRANSACTION_SECONDARY requests with the same PID and MID, each
+placing its bytes at a DataDisplacement (MS-CIFS 2.2.4.33.1, 2.2.4.34.1); the server answers the
+primary with an interim response (no words) and the whole transaction with one final response.
+The parts are gathered per (PID, MID), in any order, and the pipe gets the request data once it is
+complete, at the frame of the part that completed it (as tshark reports it). At most
+:data:`MAX_SMB1_TRANSACTIONS` are gathered at once per connection, each at most 65,535 bytes
+(TotalDataCount is 16 bits) in at most :data:`MAX_TRANSACTION_PARTS` parts.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from rpcinspect.transports.smbcommon import (
     _STATUS_BUFFER_OVERFLOW,
@@ -20,7 +29,45 @@ from rpcinspect.transports.smbcommon import (
 if TYPE_CHECKING:
     from rpcinspect.runtime import Endpoints, Run
 
-__all__ = ["Smb1Commands"]
+__all__ = ["MAX_SMB1_TRANSACTIONS", "MAX_TRANSACTION_PARTS", "Smb1Commands", "Smb1Transaction"]
+
+MAX_SMB1_TRANSACTIONS: Final = 16
+MAX_TRANSACTION_PARTS: Final = 256
+
+
+class Smb1Transaction:
+    """The request data of one TransactNmPipe transaction, gathered from its primary and secondary
+    requests."""
+
+    __slots__ = ("dirn", "fid", "parts", "tid", "total", "uid")
+
+    def __init__(self, uid: int, tid: int, fid: bytes, dirn: int, total: int) -> None:
+        self.uid, self.tid, self.fid, self.dirn = uid, tid, fid, dirn
+        self.total = total
+        self.parts: list[tuple[int, bytes]] = []  # (DataDisplacement, bytes), as they arrived
+
+    def add(self, disp: int, data: bytes, total: int) -> bool | None:
+        """Adds one part; True when the data is complete, None when the part is impossible (beyond
+        TotalDataCount, which a secondary may only lower, or one part too many)."""
+        if 0 < total < self.total:
+            self.total = total
+        if len(self.parts) >= MAX_TRANSACTION_PARTS or disp + len(data) > self.total:
+            return None
+        if any(d + len(b) > self.total for d, b in self.parts):
+            return None
+        self.parts.append((disp, data))
+        end = 0
+        for d, b in sorted(self.parts):
+            if d > end:
+                return False
+            end = max(end, d + len(b))
+        return end >= self.total
+
+    def data(self) -> bytes:
+        buf = bytearray(self.total)
+        for d, b in self.parts:
+            buf[d : d + len(b)] = b
+        return bytes(buf)
 
 
 class Smb1Commands:
@@ -30,6 +77,7 @@ class Smb1Commands:
     run: Run
     _ep: Endpoints
     sessions: dict[int, Any]
+    trans: dict[tuple[int, int], Smb1Transaction]
 
     # -- SMB1 ----------------------------------------------------------------------------------
     def _smb1(self, dirn: int, m: bytes, frame: int, ts: float) -> None:
@@ -124,9 +172,16 @@ class Smb1Commands:
                 setup = m[w + 26]
                 if setup >= 2 and _U16(m, w + 28)[0] == 0x26:  # TransactNmPipe
                     fid = _U16(m, w + 30)[0].to_bytes(2, "little")
-                    dcount, doff = _U16(m, w + 22)[0], _U16(m, w + 24)[0]
-                    self._pipe_data((uid, tid, fid), 0, dirn, m[doff : doff + dcount], frame, ts)
+                    total, dcount, doff = _U16(m, w + 2)[0], _U16(m, w + 22)[0], _U16(m, w + 24)[0]
+                    data = m[doff : doff + dcount]
+                    if total > dcount:  # the rest follows in TRANSACTION_SECONDARY requests
+                        self._trans_start((key[1], key[2]), Smb1Transaction(uid, tid, fid, dirn, total),
+                                          data, frame, ts)  # fmt: skip
+                    else:
+                        self._pipe_data((uid, tid, fid), 0, dirn, data, frame, ts)
                     self._add_pending(key, (cmd, uid, tid, fid, dirn, 0), frame, ts)
+            elif cmd == 0x26 and wc >= 8:  # TRANSACTION_SECONDARY
+                self._trans_part(m, (key[1], key[2]), w, frame, ts)
             elif cmd == 0x04 and wc >= 1:  # CLOSE
                 fid = _U16(m, w)[0].to_bytes(2, "little")
                 if (uid, tid, fid) in self.pipes:
@@ -179,6 +234,10 @@ class Smb1Commands:
                     )
                 self._pipe_data((req[1], req[2], req[3]), 1, req[4], data, frame, ts)
         elif cmd == 0x25:
+            if wc == 0 and status == 0:  # interim response: the client sends the secondary requests
+                self.pending[key] = req
+                return
+            self.trans.pop((key[1], key[2]), None)  # answered (or failed): no more parts follow
             if ok and wc >= 10:
                 total, dcount, doff, disp = (
                     _U16(m, w + 2)[0],
@@ -207,3 +266,39 @@ class Smb1Commands:
                 if wc >= 3 and _U16(m, w + 4)[0] & 0x1:
                     s.mech = "guest"
                 self._refresh(uid, s)
+
+    # -- TransactNmPipe in several parts -------------------------------------------------------
+    def _trans_start(
+        self, k: tuple[int, int], t: Smb1Transaction, data: bytes, frame: int, ts: float
+    ) -> None:
+        trans = self.trans
+        if k not in trans and len(trans) >= MAX_SMB1_TRANSACTIONS:
+            trans.pop(next(iter(trans)))
+            detail = f"over {MAX_SMB1_TRANSACTIONS} SMB1 transactions awaiting their secondary requests"
+            detail += ": oldest dropped"
+            self.run.anomaly("smb_limit", detail, frame, ts, self._ep)
+        trans[k] = t
+        if len(data) and t.add(0, data, t.total) is None:
+            del trans[k]
+
+    def _trans_part(self, m: bytes, k: tuple[int, int], w: int, frame: int, ts: float) -> None:
+        """One SMB_COM_TRANSACTION_SECONDARY request (MS-CIFS 2.2.4.34.1)."""
+        self.run.count("smb1_trans_secondary")
+        t = self.trans.get(k)
+        if t is None:  # not a TransactNmPipe we follow, or its primary was not captured
+            self.run.count("smb1_trans_secondary_untracked")
+            return
+        total, dcount = _U16(m, w + 2)[0], _U16(m, w + 10)[0]
+        doff, ddisp = _U16(m, w + 12)[0], _U16(m, w + 14)[0]
+        data = m[doff : doff + dcount]
+        done = t.add(ddisp, data, total) if len(data) == dcount else None
+        if done is None:
+            del self.trans[k]
+            detail = (
+                f"SMB1 TRANSACTION_SECONDARY part {ddisp}+{dcount} does not fit its transaction "
+                f"({t.total} bytes, {len(t.parts)} parts) or its message; transaction dropped"
+            )
+            self.run.anomaly("malformed_smb", detail, frame, ts, self._ep)
+        elif done:
+            del self.trans[k]
+            self._pipe_data((t.uid, t.tid, t.fid), 0, t.dirn, t.data(), frame, ts)
