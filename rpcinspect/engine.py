@@ -17,17 +17,18 @@ from rpcinspect.auth.secrets import Secret
 from rpcinspect.capture.link import LINKTYPE_NAMES, SUPPORTED_LINKTYPES, decode
 from rpcinspect.catalog import Catalog, load_catalog
 from rpcinspect.dcerpc.attach import TcpSelector
+from rpcinspect.dcerpc.classoc import ClCalls
 from rpcinspect.dcerpc.epm import EndpointMapper
 from rpcinspect.dcerpc.latename import LateNamer
 from rpcinspect.dcerpc.resolve import Resolver, parse_decode_as
 from rpcinspect.errors import InputError
 from rpcinspect.flows.tcp import TcpTable
-from rpcinspect.flows.udp import UdpTable
 from rpcinspect.limits import DEFAULT_LIMITS, Limits
 from rpcinspect.records import Record, SummaryRecord
 from rpcinspect.runtime import Run
 from rpcinspect.transports.cotcp import CoFramer, Header
 from rpcinspect.transports.prefilter import PrefilteredSource, open_source
+from rpcinspect.transports.udp import UdpTable
 
 try:
     from rpcinspect.flows import _fastpath  # type: ignore[attr-defined]
@@ -100,7 +101,7 @@ def analyze(
             errors.append(str(exc))
             continue
         table = TcpTable(run, TcpSelector(run))
-        udp = UdpTable(run)
+        udp = UdpTable(run, ClCalls(run))
         last_frame, last_ts, max_ts = 0, 0.0, 0.0
         bad_links: set[int] = set()
         with reader:

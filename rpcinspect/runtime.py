@@ -52,9 +52,10 @@ class Run:
         self.memo: dict[object, Any] = {}
         """Bounded per-run memo for derived values that depend on the catalog (bind contexts)."""
         self.resolver: Resolver | None = None
-        self.unnamed: Callable[[CallRecord], None] | None = None
-        """Where a finished call whose interface is unknown goes (late naming holds it until the
-        endpoint mapper names its endpoint); None: it is emitted at once like any other."""
+        self.unnamed: Callable[[CallRecord, tuple[str, str, int, str | None]], None] | None = None
+        """Where a finished call whose interface is unknown goes, with what the resolver would be
+        asked (``(transport, server, port, named_pipe)``): late naming holds it until the endpoint
+        mapper names that endpoint. None: it is emitted at once like any other."""
         self.stub_taps: dict[str, tuple[frozenset[int] | None, StubTap]] = {}
         """if_uuid -> (opnums wanted, or None for all; tap). Only these calls keep stub bytes."""
         self.secrets: list[Secret] | None = None

@@ -189,8 +189,8 @@ def test_mutated_datagrams_never_raise_and_state_stays_bounded(tmp_path: Path) -
         pdu[0], pdu[1] = 4, pdu[1] % 11  # keep it looking connectionless
         frames.append(udp(bytes(pdu[: rng.randint(80, len(pdu))]), client=bool(i & 1)))
     path = write(tmp_path / "fuzz.pcap", pcap(frames))
+    from rpcinspect import engine as udpmod  # the engine gives each input's UDP table its call table
     from rpcinspect.dcerpc.classoc import ClCalls
-    from rpcinspect.flows import udp as udpmod
 
     seen: list[ClCalls] = []
     orig = udpmod.ClCalls

@@ -313,9 +313,10 @@ def test_feed_leaves_udp_datagrams_to_python() -> None:
     from rpcinspect.capture.link import decode
     from rpcinspect.catalog import load_catalog
     from rpcinspect.dcerpc.attach import TcpSelector
-    from rpcinspect.flows.udp import UdpTable
+    from rpcinspect.dcerpc.classoc import ClCalls
     from rpcinspect.runtime import Run
     from rpcinspect.transports.cotcp import CoFramer, Header
+    from rpcinspect.transports.udp import UdpTable
 
     bind = b.bind(1, [(0, b.SAMR, 1)])
     conv = _WrapConv()
@@ -334,7 +335,7 @@ def test_feed_leaves_udp_datagrams_to_python() -> None:
     def run(fast: bool) -> tuple[list[dict[str, Any]], dict[str, int]]:
         recs: list[Any] = []
         r = Run(load_catalog(), recs.append)
-        table, udp = TcpTable(r, TcpSelector(r)), UdpTable(r)
+        table, udp = TcpTable(r, TcpSelector(r)), UdpTable(r, ClCalls(r))
         if fast:
             engine._fastpath.feed(table, batch, CoFramer, Header, table.segment, udp.datagram, print)
         else:  # what the engine's pure loop does with decoded packets

@@ -16,6 +16,7 @@ import pytest
 from tshark_ref import have_tshark, tshark_requests
 
 from rpcinspect.catalog import load_catalog
+from rpcinspect.dcerpc.attach import TcpSelector
 from rpcinspect.engine import analyze
 from rpcinspect.limits import Limits
 from rpcinspect.records import AnomalyRecord, BindRecord, CallRecord, Record, SummaryRecord
@@ -935,7 +936,7 @@ def test_smb1_andx_chain_write_then_read(tmp_path: Path) -> None:
 def handler(limits: Limits | None = None) -> tuple[SmbHandler, Run, list[Record]]:
     out: list[Record] = []
     r = Run(load_catalog(), out.append, limits=limits or Limits())
-    return SmbHandler(r, ("10.0.0.1", 40000, "10.0.0.2", 445)), r, out
+    return SmbHandler(r, ("10.0.0.1", 40000, "10.0.0.2", 445), TcpSelector(r).channel), r, out
 
 
 def test_session_facts_on_the_pipe_association() -> None:

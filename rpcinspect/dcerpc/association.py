@@ -45,6 +45,7 @@ class Association(Records):
         "named_pipe",
         "run",
         "smb",
+        "target",
         "transport",
     )  # fmt: skip
 
@@ -64,6 +65,7 @@ class Association(Records):
         self._actx: AuthCtx | None = None  # the context of the last bind leg: in force without a verifier
         self._held: tuple[Any, ...] | None = None  # a bind record waiting for its auth3 leg
         self.smb: object | None = None
+        self.target: tuple[str, int] | None = None  # ncacn_http: the server:port its URL names
 
     # -- entry point -----------------------------------------------------------------------------
     def pdu(self, dirn: int, buf: bytes, off: int, h: Header, frame: int, ts: float) -> None:

@@ -20,7 +20,7 @@ from rpcinspect.transports.http import HttpChannels, HttpHandler, is_http_rpc
 from rpcinspect.transports.smb import SMB_PORTS, SmbHandler
 
 if TYPE_CHECKING:
-    from rpcinspect.runtime import Run
+    from rpcinspect.runtime import Endpoints, Run
 
 __all__ = ["CO_PORTS", "HTTP_PORTS", "TcpSelector"]
 
@@ -39,15 +39,19 @@ class TcpSelector:
         self.run = run
         self.http = HttpChannels()  # RPC over HTTP virtual connections of this input
 
+    def channel(self, transport: str, endpoints: Endpoints, named_pipe: str | None) -> Association:
+        """The transports' :data:`~rpcinspect.transports.cotcp.ChannelFactory`: an association."""
+        return Association(self.run, transport, endpoints, named_pipe)
+
     def __call__(self, conn: Connection, dirn: int, payload: bytes) -> Handler | _Ignore | None:
         sport, dport = conn.sport, conn.dport
         if dport in SMB_PORTS or sport in SMB_PORTS:
             return self._smb(conn, payload)
         if dport in HTTP_PORTS or sport in HTTP_PORTS:
-            return HttpHandler(self.run, conn.endpoints(), self.http, http=False)
+            return HttpHandler(self.run, conn.endpoints(), self.http, self.channel, http=False)
         if is_http_rpc(payload):
             plain = not payload.startswith(b"ncacn_http")
-            return HttpHandler(self.run, conn.endpoints(), self.http, http=plain)
+            return HttpHandler(self.run, conn.endpoints(), self.http, self.channel, http=plain)
         if plausible(payload, 0):
             return self._co(conn, midstream=False)
         if sport in CO_PORTS or dport in CO_PORTS:
@@ -61,7 +65,7 @@ class TcpSelector:
         )
         if not aligned:
             self.run.count("smb_midstream_start")
-        return SmbHandler(self.run, conn.endpoints(), midstream=not aligned)
+        return SmbHandler(self.run, conn.endpoints(), self.channel, midstream=not aligned)
 
     def _co(self, conn: Connection, *, midstream: bool) -> CoFramer:
         ep = conn.endpoints()

@@ -155,6 +155,7 @@ class Records:
     auth_ctxs: dict[int, AuthCtx]
     assoc_group: int | None
     smb: object | None
+    target: tuple[str, int] | None
     _ep: Endpoints
     _actx: AuthCtx | None
     _held: tuple[Any, ...] | None
@@ -167,7 +168,8 @@ class Records:
             return ctx.if_uuid, ctx.if_version, "bind", ctx
         resolver = self.run.resolver
         if resolver is not None:
-            found = resolver(self.transport, self._ep[2], self._ep[3], self.named_pipe)
+            server, port = self.target or (self._ep[2], self._ep[3])
+            found = resolver(self.transport, server, port, self.named_pipe)
             if found is not None:
                 return found[0], found[1], found[2], None
         return None, None, "unknown", None
@@ -232,7 +234,9 @@ class Records:
             None, user, asrc, signed, sealed, encrypted, decrypted, call.sec_vt, smb_auth, smb_dialect,
         )  # type: ignore[arg-type]  # fmt: skip
         if source == "unknown" and run.unnamed is not None:
-            run.unnamed(rec)  # held: the endpoint mapper may name it later in the capture
+            # held: the endpoint mapper may name it later in the capture
+            server, port = self.target or (s, sp)
+            run.unnamed(rec, (self.transport, server, port, self.named_pipe))
         else:
             run.emit(rec)
         if call.tap is not None:

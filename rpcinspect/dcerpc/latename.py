@@ -36,9 +36,8 @@ class LateNamer:
         self.held = 0
         self._checked = 0.0
 
-    def hold(self, rec: CallRecord) -> None:
-        """Takes a finished call whose interface is unknown (:attr:`Run.unnamed`)."""
-        key = (rec.transport, rec.dst, rec.dport, rec.named_pipe)
+    def hold(self, rec: CallRecord, key: Key) -> None:
+        """Takes a finished call whose interface is unknown, and what names it (:attr:`Run.unnamed`)."""
         recs = self.waiting.get(key)
         if recs is None:
             recs = self.waiting[key] = []

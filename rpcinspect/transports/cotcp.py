@@ -14,12 +14,16 @@ buffered (frag_length is 16 bits), so memory per direction is bounded by 64 KiB.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from rpcinspect.runtime import Endpoints, Run
 
-__all__ = ["CO_HEADER_LEN", "CoFramer", "Header", "PduSink", "find_header", "header", "plausible"]
+__all__ = [
+    "CO_HEADER_LEN", "Channel", "ChannelFactory", "CoFramer", "Header", "PduSink", "find_header", "header",
+    "plausible",
+]  # fmt: skip
 
 CO_HEADER_LEN: Final = 16
 _EMPTY = b""
@@ -87,6 +91,23 @@ class PduSink(Protocol):
 
     def pdu(self, dirn: int, buf: bytes, off: int, h: Header, frame: int, ts: float) -> None: ...
     def close(self, reason: str) -> None: ...
+
+
+class Channel(PduSink, Protocol):
+    """A PduSink with what transports tell the layer above about a channel (an association)."""
+
+    named_pipe: str | None
+    smb: object | None
+    """ncacn_np: the pipe's SMB session facts (:class:`~rpcinspect.transports.smb.SmbSession`)."""
+    target: tuple[str, int] | None
+    """ncacn_http: the RPC server and port the channel's URL names, used instead of the TCP
+    endpoint to name calls whose bind is not in the capture."""
+
+
+ChannelFactory = Callable[[str, "Endpoints", "str | None"], Channel]
+"""``(transport, endpoints, named_pipe) -> Channel``: how a transport opens a channel's state.
+Given by :mod:`rpcinspect.dcerpc.attach` (the association), so transports never import the
+``dcerpc`` layer above them."""
 
 
 class CoFramer:

@@ -18,7 +18,7 @@ Both feed a :class:`~rpcinspect.transports.cotcp.CoFramer` whose sink intercepts
 (ptype 20, MS-RPCH 2.2.3.6): they are decoded (flags, number of commands, command types; every
 length checked against the PDU: a bogus one is a ``malformed_pdu`` anomaly) and counted
 (``pdu_rts``, ``rts_cmd_<name>``), never turned into calls. Every other PDU goes to an
-:class:`~rpcinspect.dcerpc.association.Association` with transport ``ncacn_http``.
+:class:`~rpcinspect.transports.cotcp.Channel` (the association) with transport ``ncacn_http``.
 
 IN and OUT channels are paired through the virtual connection cookie, the first Cookie command of
 CONN/A1 (sent on the OUT channel) and CONN/B1 (on the IN channel): channels with the same cookie
@@ -35,14 +35,13 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING, Final
 
-from rpcinspect.dcerpc.association import Association
-from rpcinspect.transports.cotcp import CoFramer, Header
+from rpcinspect.transports.cotcp import ChannelFactory, CoFramer, Header
 
 if TYPE_CHECKING:
     from rpcinspect.runtime import Endpoints, Run
 
 __all__ = [
-    "BANNER", "RTS_COMMANDS", "HttpAssociation", "HttpChannels", "HttpHandler", "is_http_rpc", "rpc_target",
+    "BANNER", "RTS_COMMANDS", "HttpChannels", "HttpHandler", "is_http_rpc", "rpc_target",
     "rts_body",
 ]  # fmt: skip
 
@@ -132,28 +131,6 @@ def _content_length(head: bytes) -> int | None:
     return None
 
 
-class HttpAssociation(Association):
-    """The association of an ncacn_http channel: a call whose bind is not in the capture is
-    resolved by the server and port its channels' URL names (:attr:`target`), when one does."""
-
-    __slots__ = ("target",)
-
-    def __init__(self, run: Run, endpoints: Endpoints) -> None:
-        super().__init__(run, "ncacn_http", endpoints)
-        self.target: tuple[str, int] | None = None
-
-    def _interface_of(self, call):  # type: ignore[no-untyped-def]  # Association's, resolved by the URL
-        target = self.target
-        if target is None:
-            return super()._interface_of(call)
-        ep = self._ep
-        self._ep = (ep[0], ep[1], target[0], target[1])  # what the resolver is asked; records keep TCP's
-        try:
-            return super()._interface_of(call)
-        finally:
-            self._ep = ep
-
-
 class HttpChannels:
     """Virtual connections of one input: cookie -> (association, channels using it)."""
 
@@ -188,13 +165,14 @@ class HttpHandler:
         run: Run,
         endpoints: Endpoints,
         channels: HttpChannels,
+        new_channel: ChannelFactory,
         *,
         http: bool,
     ) -> None:
         self.run = run
         self._ep = endpoints
         self.channels = channels
-        self.assoc = HttpAssociation(run, endpoints)
+        self.assoc = new_channel("ncacn_http", endpoints, None)
         self.cookie: bytes | None = None
         self.framer = CoFramer(run, endpoints, _Sink(self), midstream=False)
         first = "headers" if http else "banner"

@@ -11,7 +11,7 @@ and an all-FF FileId from the request before it (MS-SMB2 3.3.5.2.7.2). Multi-cre
 (CreditCharge > 1) need nothing more: their response carries the request's first MessageId. Each
 pipe, keyed by (session, tree, file id), has its own
 :class:`~rpcinspect.transports.cotcp.CoFramer` and
-:class:`~rpcinspect.dcerpc.association.Association` (transport ``ncacn_np``), so PDUs split over
+:class:`~rpcinspect.transports.cotcp.Channel` (an association, transport ``ncacn_np``), so PDUs split over
 several writes or reads are reassembled per pipe and several pipes interleave freely.
 
 Pipe names are normalised: lowercase, without leading backslashes or a ``pipe\\`` prefix
@@ -30,11 +30,9 @@ anomaly. A session that stays unread is reported once as an ``smb_encrypted`` an
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from rpcinspect.dcerpc.association import Association
-from rpcinspect.transports.cotcp import CoFramer, plausible
+from rpcinspect.transports.cotcp import Channel, ChannelFactory, CoFramer, plausible
 from rpcinspect.transports.smb1 import Smb1Commands, Smb1Transaction
 from rpcinspect.transports.smb3keys import Smb3Keys
 from rpcinspect.transports.smbcommon import (
@@ -42,6 +40,8 @@ from rpcinspect.transports.smbcommon import (
     _U16,
     _U32,
     _U64,
+    SessionState,
+    SmbSession,
     _auth_facts,
     _utf16,
     normalise_pipe,
@@ -67,58 +67,30 @@ _Related = tuple[bytes | None, int, int | None]
 _DIALECTS = {0x0202: "2.0.2", 0x0210: "2.1", 0x02FF: "2.???", 0x0300: "3.0", 0x0302: "3.0.2", 0x0311: "3.1.1"}
 
 
-@dataclass(frozen=True, slots=True)
-class SmbSession:
-    """SMB session facts of a pipe (``Association.smb``), for auth analysis."""
-
-    dialect: str | None = None
-    """``2.0.2`` … ``3.1.1`` for SMB2/3, ``NT1`` for SMB1; None when the negotiate was not seen."""
-    user: str | None = None
-    domain: str | None = None
-    mechanism: str | None = None
-    """``ntlm``, ``kerberos``, ``anonymous``, ``guest`` or None (session setup not captured)."""
-    signed: bool = False
-    encrypted: bool = False
-    decrypted: bool = False
-    """The session's SMB3-encrypted messages were decrypted with a secret the user gave."""
-
-
 class _Pipe:
     __slots__ = ("assoc", "framer", "name", "session")
 
-    def __init__(self, name: str | None, session: int, framer: CoFramer, assoc: Association) -> None:
+    def __init__(self, name: str | None, session: int, framer: CoFramer, assoc: Channel) -> None:
         self.name = name
         self.session = session
         self.framer = framer
         self.assoc = assoc
 
 
-class _Sess:
-    __slots__ = ("decrypted", "domain", "encrypted", "facts", "failed", "mech", "reported", "signed", "user")
-
-    def __init__(self) -> None:
-        self.user: str | None = None
-        self.domain: str | None = None
-        self.mech: str | None = None
-        self.signed = False
-        self.encrypted = False
-        self.reported = False
-        self.decrypted = False
-        self.failed = False  # a decrypt_failed anomaly was written for this session
-        self.facts: SmbSession | None = None
-
-
 class SmbHandler(Smb1Commands):
     """TCP connection handler for SMB (139/445): frames SMB messages and follows named pipes."""
 
     __slots__ = (
-        "_ep", "async_ids", "bufs", "created", "crypt", "deferred", "dialect", "pending", "pipes", "run",
-        "sessions", "skip", "sync", "trans", "trees",
+        "_ep", "async_ids", "bufs", "created", "crypt", "deferred", "dialect", "new_channel", "pending",
+        "pipes", "run", "sessions", "skip", "sync", "trans", "trees",
     )  # fmt: skip
 
-    def __init__(self, run: Run, endpoints: Endpoints, *, midstream: bool = False) -> None:
+    def __init__(
+        self, run: Run, endpoints: Endpoints, new_channel: ChannelFactory, *, midstream: bool = False
+    ) -> None:
         self.run = run
         self._ep = endpoints
+        self.new_channel = new_channel  # opens each pipe's association (dcerpc.attach gives it)
         self.bufs = [bytearray(), bytearray()]
         self.skip = [0, 0]  # bytes of an oversized message still to discard, per direction
         self.sync = [not midstream, not midstream]
@@ -127,7 +99,7 @@ class SmbHandler(Smb1Commands):
         self.pipes: dict[tuple[int, int, bytes], _Pipe] = {}
         self.trees: dict[tuple[int, int], bool] = {}  # (session, tree) -> is a pipe share (IPC$)
         self.trans: dict[tuple[int, int], Smb1Transaction] = {}  # SMB1 (PID, MID) -> request data so far
-        self.sessions: dict[int, _Sess] = {}
+        self.sessions: dict[int, SessionState] = {}
         self.dialect: str | None = None
         # requests related to a CREATE in the same compound (file id all-FF): MessageId of the
         # CREATE -> data held until its answer, and -> the file id that answer gave
@@ -283,7 +255,7 @@ class SmbHandler(Smb1Commands):
             detail = f"SMB3 session {sid:#x} is encrypted: its pipes and calls cannot be decoded without keys"
             self.run.anomaly("smb_encrypted", detail, frame, ts, self._ep)
 
-    def _decrypt(self, dirn: int, sid: int, s: _Sess, msg: bytes, frame: int, ts: float) -> bool:
+    def _decrypt(self, dirn: int, sid: int, s: SessionState, msg: bytes, frame: int, ts: float) -> bool:
         """Decrypts one TRANSFORM message and handles what it holds; False when the session has
         no keys (the message stays unread, as without secrets)."""
         crypt = self.crypt
@@ -312,21 +284,21 @@ class SmbHandler(Smb1Commands):
             self._message(dirn, got, frame, ts)
         return True
 
-    def _session(self, sid: int) -> _Sess:
+    def _session(self, sid: int) -> SessionState:
         s = self.sessions.get(sid)
         if s is None:
             if len(self.sessions) >= self.run.limits.max_smb_pipes:
                 self.sessions.pop(next(iter(self.sessions)))
                 self.run.count("smb_state_evicted")
-            s = self.sessions[sid] = _Sess()
+            s = self.sessions[sid] = SessionState()
         return s
 
-    def _facts(self, s: _Sess) -> SmbSession:
+    def _facts(self, s: SessionState) -> SmbSession:
         if s.facts is None:
             s.facts = SmbSession(self.dialect, s.user, s.domain, s.mech, s.signed, s.encrypted, s.decrypted)
         return s.facts
 
-    def _refresh(self, sid: int, s: _Sess) -> None:
+    def _refresh(self, sid: int, s: SessionState) -> None:
         s.facts = None
         facts = self._facts(s)
         for p in self.pipes.values():
@@ -372,7 +344,7 @@ class SmbHandler(Smb1Commands):
             victim.framer.close("evicted", frame, ts)
         a, ap, b, bp = self._ep
         ep = (a, ap, b, bp) if req_dirn == 0 else (b, bp, a, ap)
-        assoc = Association(self.run, "ncacn_np", ep, named_pipe=name)
+        assoc = self.new_channel("ncacn_np", ep, name)
         sid = key[0]
         s = self.sessions.get(sid)
         assoc.smb = self._facts(s) if s is not None else SmbSession(self.dialect)

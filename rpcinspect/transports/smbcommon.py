@@ -1,11 +1,13 @@
-"""Helpers shared by the SMB2 and SMB1 parts of the ncacn_np transport."""
+"""Helpers shared by the SMB2 and SMB1 parts of the ncacn_np transport, and the session facts
+they attach to a named pipe's association."""
 
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["normalise_pipe"]
+__all__ = ["SessionState", "SmbSession", "normalise_pipe"]
 
 _U16 = struct.Struct("<H").unpack_from
 _U32 = struct.Struct("<I").unpack_from
@@ -46,3 +48,36 @@ def normalise_pipe(name: str) -> str:
     if n.startswith("pipe\\"):
         n = n[5:].lstrip("\\")
     return n
+
+
+@dataclass(frozen=True, slots=True)
+class SmbSession:
+    """SMB session facts of a pipe (``Association.smb``), for auth analysis."""
+
+    dialect: str | None = None
+    """``2.0.2`` … ``3.1.1`` for SMB2/3, ``NT1`` for SMB1; None when the negotiate was not seen."""
+    user: str | None = None
+    domain: str | None = None
+    mechanism: str | None = None
+    """``ntlm``, ``kerberos``, ``anonymous``, ``guest`` or None (session setup not captured)."""
+    signed: bool = False
+    encrypted: bool = False
+    decrypted: bool = False
+    """The session's SMB3-encrypted messages were decrypted with a secret the user gave."""
+
+
+class SessionState:
+    """What one SMB session (SessionId / UID) has shown so far; its facts are made once."""
+
+    __slots__ = ("decrypted", "domain", "encrypted", "facts", "failed", "mech", "reported", "signed", "user")
+
+    def __init__(self) -> None:
+        self.user: str | None = None
+        self.domain: str | None = None
+        self.mech: str | None = None
+        self.signed = False
+        self.encrypted = False
+        self.reported = False
+        self.decrypted = False
+        self.failed = False  # a decrypt_failed anomaly was written for this session
+        self.facts: SmbSession | None = None
