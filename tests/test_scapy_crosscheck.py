@@ -44,9 +44,11 @@ def _uuid(u: object) -> str:
 
 
 def _version(v: int, little: bool) -> str:
-    """Scapy reads (major, minor) as one 32-bit field in the PDU's byte order."""
-    major, minor = (v & 0xFFFF, v >> 16) if little else (v >> 16, v & 0xFFFF)
-    return f"{major}.{minor}"
+    """Scapy reads if_version as one 32-bit field in the PDU's byte order; C706 puts the major
+    version in its low 16 bits and the minor in the high ones, whatever the byte order (tshark's
+    dcerpc.cn_bind_if_ver reads it so too, see tests/test_pipeline.py)."""
+    del little  # the field is already an integer in the PDU's byte order
+    return f"{v & 0xFFFF}.{v >> 16}"
 
 
 @pytest.mark.parametrize("path", ALL, ids=[capture_id(p) for p in ALL])
