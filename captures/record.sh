@@ -17,8 +17,12 @@
 # directory, so the "command" column of MANIFEST.tsv is exactly what ran
 # (relative tool paths included).  A non-zero exit of a scenario command is
 # expected for the rejection scenarios: it is recorded, not fatal.
-# Note: a re-provisioned DC (dc-up.sh --fresh) has new keys and SIDs; after
-# that re-record everything so that the keytab matches every capture.
+# Keytab: a run without FILTER writes the DC's export alone.  A run with FILTER
+# keeps the captures it does not re-record, so it merges the export into the
+# existing captures/rpclab.keytab (lab/tools/keytab_merge.py: old entries first,
+# then keys not already there): after a re-provisioned DC (dc-up.sh --fresh,
+# or /tmp cleaned) DC1$ and krbtgt then hold the old provision's keys, which
+# open the kept captures, and the new ones, for the new captures.
 set -uo pipefail
 CAPS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$CAPS")
@@ -143,6 +147,18 @@ scn kerberos-krb5-seal-tcp-rpcclient ncacn_ip_tcp \
 scn kerberos-spnego-seal-tcp-rpcclient ncacn_ip_tcp \
   "kinit Administrator, then rpcclient --use-kerberos=required over ncacn_ip_tcp:[spnego,seal] (auth type 9 SPNEGO/Kerberos, privacy): samr enumdomusers + dssetup dsroledominfo. Decrypt with rpclab.keytab" -- \
   bash -c "$KINIT && rpcclient -N --use-kerberos=required \"ncacn_ip_tcp:${FQDN}[spnego,seal]\" -c \"enumdomusers;dsroledominfo\""
+# The same with every negotiated key restricted to one weaker etype: a client
+# krb5.conf snippet (lab/krb5-client-ETYPE.conf) is put before the lab's in
+# KRB5_CONFIG for kinit and rpcclient.  The tickets stay AES256 (the KDC picks
+# the DC1$/krbtgt key); session keys, subkeys and wrap tokens use the etype.
+KRB5_RC4="export KRB5_CONFIG=captures/lab/krb5-client-rc4.conf:\$KRB5_CONFIG"
+KRB5_AES128="export KRB5_CONFIG=captures/lab/krb5-client-aes128.conf:\$KRB5_CONFIG"
+scn kerberos-rc4-seal-tcp-rpcclient ncacn_ip_tcp \
+  "RC4-HMAC (etype 23) Kerberos sealing: client krb5.conf restricted to arcfour-hmac-md5 (lab/krb5-client-rc4.conf), kinit Administrator (AS exchange in RC4), then rpcclient --use-kerberos=required over ncacn_ip_tcp:[krb5,seal] (auth type 16): samr enumdomusers + querydominfo (two contexts), and over ncacn_ip_tcp:[spnego,seal] (auth type 9): dssetup dsroledominfo. Service ticket encrypted with DC1\$'s AES256 key (the KDC's choice), session key, authenticator/AP-REP subkeys and RFC 4757 wrap tokens RC4-HMAC. Decrypt with rpclab.keytab" -- \
+  bash -c "$KRB5_RC4; $KINIT && rpcclient -N --use-kerberos=required \"ncacn_ip_tcp:${FQDN}[krb5,seal]\" -c \"enumdomusers;querydominfo\" && rpcclient -N --use-kerberos=required \"ncacn_ip_tcp:${FQDN}[spnego,seal]\" -c dsroledominfo"
+scn kerberos-aes128-seal-tcp-rpcclient ncacn_ip_tcp \
+  "AES128 (etype 17) Kerberos sealing: client krb5.conf restricted to aes128-cts-hmac-sha1-96 (lab/krb5-client-aes128.conf), kinit Administrator (AS exchange in AES128), then rpcclient --use-kerberos=required over ncacn_ip_tcp:[krb5,seal] (auth type 16): samr enumdomusers + querydominfo (two contexts), and over ncacn_ip_tcp:[spnego,seal] (auth type 9): dssetup dsroledominfo. Service ticket encrypted with DC1\$'s AES256 key (the KDC's choice), session key, authenticator/AP-REP subkeys and RFC 4121 wrap tokens AES128. Decrypt with rpclab.keytab" -- \
+  bash -c "$KRB5_AES128; $KINIT && rpcclient -N --use-kerberos=required \"ncacn_ip_tcp:${FQDN}[krb5,seal]\" -c \"enumdomusers;querydominfo\" && rpcclient -N --use-kerberos=required \"ncacn_ip_tcp:${FQDN}[spnego,seal]\" -c dsroledominfo"
 
 # =========================================================== endpoint mapper
 scn epm-lookup-tcp-rpcclient-anon ncacn_ip_tcp \
@@ -195,7 +211,7 @@ scn drsuapi-dcsync-tcp-samba-python ncacn_ip_tcp \
   "DCSync of Administrator with Samba's Python DRSUAPI client (tools/samba_dcsync.py): drsuapi IDL_DRSBind + IDL_DRSGetNCChanges (EXOP_REPL_OBJ), NTLM privacy; the reply carries unicodePwd etc. (encrypted)" -- \
   /usr/bin/python3 captures/lab/tools/samba_dcsync.py "$DC" "$LAB_DOMAIN" Administrator "$LAB_ADMIN_PASS" "CN=Administrator,CN=Users,DC=rpclab,DC=test"
 scn drsuapi-secretsdump-tcp-impacket ncacn_ip_tcp \
-  "Impacket secretsdump.py -just-dc (DRSUAPI method; SMB session first for the target's names, no DCE/RPC on it): epm map, then drsuapi at privacy: DsBind, DsDomainControllerInfo, DsCrackNames, DsGetNCChanges; Samba returns no objects to impacket (impacket issue #991), so no hash is printed. Runs in a scratch dir (it leaves a sessionresume_* file in its cwd)" -- \
+  "Impacket secretsdump.py -just-dc (DRSUAPI method; SMB session first, SMB 3.1.1-encrypted: no DCE/RPC visible without keys; decrypted with the admin password it carries samr SamrConnect, SamrLookupDomainInSamServer, SamrOpenDomain, SamrEnumerateUsersInDomain on \\pipe\\samr): epm map, then drsuapi at privacy: DsBind, DsDomainControllerInfo, DsCrackNames, DsGetNCChanges; Samba returns no objects to impacket (impacket issue #991), so no hash is printed. Runs in a scratch dir (it leaves a sessionresume_* file in its cwd)" -- \
   env -C "$LAB_DIR/client/work" secretsdump.py -just-dc "$T"
 scn dnsserver-tcp-samba-tool ncacn_ip_tcp \
   "samba-tool dns query: dnsserver (MS-DNSP) over ncacn_ip_tcp, NTLM integrity (bind + alter_context carrying NTLMSSP_AUTH): R_DnssrvEnumRecords2 for @ in rpclab.test" -- \
@@ -260,11 +276,19 @@ T_REC=$(date +%s.%N)
 # =============================================================== artefacts
 # Keytab of every lab principal (krbtgt, DC1$, Administrator, ...) for the
 # Kerberos-sealed captures.  Lab secrets only; exported on every run so that
-# it matches the provision the captures were recorded against.
-rm -f "$WORK/rpclab.keytab"
-if ip netns exec "$LAB_NS_DC" samba-tool domain exportkeytab "$WORK/rpclab.keytab" >/dev/null 2>&1; then
+# it matches the provision the captures were recorded against.  With FILTER
+# the captures not re-recorded are kept, and so are the keys that open them:
+# the export is merged into the existing keytab (see the header).
+rm -f "$WORK/rpclab.keytab" "$WORK/rpclab-export.keytab"
+if ip netns exec "$LAB_NS_DC" samba-tool domain exportkeytab "$WORK/rpclab-export.keytab" >/dev/null 2>&1; then
+  if [[ -n $FILTER && -s $CAPS/rpclab.keytab ]]; then
+    python3 "$LAB/tools/keytab_merge.py" "$WORK/rpclab.keytab" "$CAPS/rpclab.keytab" "$WORK/rpclab-export.keytab" >&2 \
+      || FAILED+=("keytab merge")
+  else
+    cp "$WORK/rpclab-export.keytab" "$WORK/rpclab.keytab"
+  fi
   # world-readable on purpose: tests run as any user; these are lab-only keys.
-  install -m 644 "$WORK/rpclab.keytab" "$CAPS/rpclab.keytab"
+  [[ -s $WORK/rpclab.keytab ]] && install -m 644 "$WORK/rpclab.keytab" "$CAPS/rpclab.keytab"
 else
   FAILED+=("keytab export")
 fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what it needs, then runs ruff and pytest.
 #   scripts/test.sh [PYTEST ARGS...]
-# Debian packages: tshark (reference decoder), tcpdump and libpcap-dev (capture, fast prefilter);
+# Debian packages: tshark (reference decoder), tcpdump and libpcap-dev (capture, fast prefilter),
+# krb5-user (MIT klist, the reference for the keytab reader);
 # the lab fixture installs Samba itself when a lab test runs. Python packages come from
 # pyproject.toml into ./.venv. Set RPCINSPECT_NO_LAB=1 to skip the live-lab tests.
 set -euo pipefail
@@ -10,6 +11,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 need=()
 command -v tshark >/dev/null || need+=(tshark)
 command -v tcpdump >/dev/null || need+=(tcpdump)
+command -v klist >/dev/null || need+=(krb5-user)
 [[ -f /usr/include/pcap/pcap.h ]] || need+=(libpcap-dev)
 command -v gcc >/dev/null || need+=(gcc)
 if ((${#need[@]})); then

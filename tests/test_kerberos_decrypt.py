@@ -25,13 +25,17 @@ from rpcinspect.auth.krbcontext import KrbKeys
 from rpcinspect.auth.krbseal import KrbSealer
 from rpcinspect.auth.secrets import load_keytabs
 from rpcinspect.engine import analyze
-from rpcinspect.records import AnomalyRecord, CallRecord, Record
+from rpcinspect.records import AnomalyRecord, BindRecord, CallRecord, Record
 from rpcinspect.runtime import Run
 
 KEYTAB = CAPTURES / "rpclab.keytab"
 KRB5 = CAPTURES / "kerberos-krb5-seal-tcp-rpcclient.pcap"
 SPNEGO = CAPTURES / "kerberos-spnego-seal-tcp-rpcclient.pcap"
 NP = CAPTURES / "kerberos-np-smb2-rpcclient.pcap"
+# client etypes restricted to RC4-HMAC / AES128 (captures/lab/krb5-client-*.conf); recorded against a
+# re-provisioned DC, so rpclab.keytab holds two DC1$ keys per etype (old provision, new provision)
+RC4 = CAPTURES / "kerberos-rc4-seal-tcp-rpcclient.pcap"
+AES128 = CAPTURES / "kerberos-aes128-seal-tcp-rpcclient.pcap"
 SCAPY_KRB = CORPUS / "secdev+scapy" / "test" / "pcaps" / "dcerpc_privacy_krb.pcapng.gz"
 # scapy/test/scapy/layers/dcerpc.uts, "Passive sniffing ... SPNEGOSSP[KerberosSSP] with AES"
 SCAPY_KEY = bytes.fromhex("85abb9b61dc2fa49d4cc04317bbd108f8f79df28239155ed7b144c5d2ebcf016")
@@ -99,6 +103,29 @@ def tshark_stubs(path: Path, keytab: Path) -> dict[int, bytes]:
         elif source == "Decrypted stub data" and (m := re.match(r"^[0-9a-f]{4}  ((?:[0-9a-f]{2} )+)", line)):
             stubs[frame] = stubs.get(frame, b"") + bytes.fromhex(m.group(1).replace(" ", ""))
     return stubs
+
+
+def tshark_krb_etypes(path: Path, keytab: Path) -> tuple[list[tuple[int, str, list[int], list[int]]], dict]:
+    """What tshark sees of the Kerberos exchanges on DCE/RPC legs, ``(frame, msg_type, etypes,
+    keytypes)`` (AP-REQ: ticket etype, authenticator etype, ...; keytypes: session key and subkeys),
+    and the wrap token fields ``{frame: (tok_id, sgn_alg, seal_alg)}`` of every sealed call PDU."""
+    out = subprocess.run(
+        ["tshark", "-r", str(path), "-o", "kerberos.decrypt:TRUE", "-o", f"kerberos.file:{keytab}",
+         "-Y", "dcerpc.auth_type", "-T", "fields", "-E", "occurrence=a", "-e", "frame.number",
+         "-e", "dcerpc.pkt_type", "-e", "dcerpc.auth_level", "-e", "kerberos.msg_type",
+         "-e", "kerberos.etype", "-e", "kerberos.keytype", "-e", "spnego.krb5.tok_id",
+         "-e", "spnego.krb5.sgn_alg", "-e", "spnego.krb5.seal_alg"],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    legs, tokens = [], {}
+    for line in out.splitlines():
+        frame, ptype, level, msg, etypes, keytypes, tok, sgn, seal = line.split("\t")
+        if msg:
+            legs.append((int(frame), msg, [int(x) for x in etypes.split(",") if x],
+                         [int(x) for x in keytypes.split(",") if x]))  # fmt: skip
+        elif ptype in ("0", "2") and level == "6":
+            tokens[int(frame)] = (tok, sgn, seal)
+    return legs, tokens
 
 
 def lab_keytab() -> Keytab:
@@ -237,11 +264,33 @@ def test_unseal_matches_scapy_wrap(etype: int, hdr_sign: bool, side: int) -> Non
 
 
 # -- lab captures against tshark -------------------------------------------------------------------
+ETYPE_NAMES = {17: "aes128-cts-hmac-sha1-96", 18: "aes256-cts-hmac-sha1-96", 23: "rc4-hmac"}
+
+
 @needs_tshark
-@pytest.mark.parametrize(("path", "ifaces"), [(KRB5, ["samr"]), (SPNEGO, ["samr", "dssetup"])])
+@pytest.mark.parametrize(
+    ("path", "ifaces", "contexts", "etype"),
+    [
+        (KRB5, ["samr"], 2, 18),
+        (SPNEGO, ["samr", "dssetup"], 2, 18),
+        (RC4, ["samr", "dssetup"], 3, 23),
+        (AES128, ["samr", "dssetup"], 3, 17),
+    ],
+    ids=["krb5-aes256", "spnego-aes256", "rc4", "aes128"],
+)
 def test_lab_kerberos_stubs_match_tshark(
-    path: Path, ifaces: list[str], monkeypatch: pytest.MonkeyPatch
+    path: Path, ifaces: list[str], contexts: int, etype: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Every sealed stub rpcinspect decrypts equals tshark's, byte for byte, at the same frame; and
+    the keys it unsealed with are of the etype the capture negotiated, as tshark sees it too."""
+    used: list[KrbKeys] = []
+    real_init = KrbSealer.__init__
+
+    def init(self: KrbSealer, keys: KrbKeys) -> None:
+        used.append(keys)
+        real_init(self, keys)
+
+    monkeypatch.setattr(KrbSealer, "__init__", init)
     recs, got = decrypted(path, lab_keytab(), [UUIDS[i] for i in ifaces], monkeypatch)
     ref = tshark_stubs(path, KEYTAB)
     sealed = [r for r in recs if isinstance(r, CallRecord) and r.sealed]
@@ -256,7 +305,58 @@ def test_lab_kerberos_stubs_match_tshark(
             assert theirs[: len(ours)] == ours and len(theirs) - len(ours) < 16, (frame, rec.operation)
     assert any(SEC_VT_MAGIC in q for _r, q, _s in got.values())
     assert not anomalies(recs, "decrypt_failed")
-    assert recs[-1].counters["auth_contexts_decrypted"] == 2  # type: ignore[attr-defined]
+    assert recs[-1].counters["auth_contexts_decrypted"] == contexts  # type: ignore[attr-defined]
+    # the etypes: the KDC encrypts the service ticket with DC1$'s AES256 key whatever the client asks;
+    # the session key, both subkeys and so the wrap tokens use the negotiated etype
+    assert len(used) == contexts
+    for keys in used:
+        assert keys.initiator_subkey is not None and keys.acceptor_subkey is not None
+        assert {keys.session_key[0], keys.initiator_subkey[0], keys.acceptor_subkey[0]} == {etype}
+    # (an SPNEGO context's alter_context record repeats its bind's negotiation, third leg added)
+    krb = [(b.pdu, b.auth.kerberos) for b in recs if isinstance(b, BindRecord) and b.auth and b.auth.kerberos]
+    assert sum(pdu == "bind" and "ap_req" in k.messages for pdu, k in krb) == contexts
+    for _pdu, k in krb:
+        if "ap_req" in k.messages:
+            assert k.ticket_etype == ETYPE_NAMES[18] and k.authenticator_etype == ETYPE_NAMES[etype], k
+            assert k.ap_rep_etype == ETYPE_NAMES[etype], k
+    legs, tokens = tshark_krb_etypes(path, KEYTAB)
+    ap_req = [leg for leg in legs if leg[1].split(",")[0] == "14"]
+    ap_rep = [leg for leg in legs if leg[1] == "15"]
+    assert len(ap_req) == contexts and len(ap_rep) == 2 * contexts  # DCE style: the client answers too
+    for _frame, _msg, etypes, keytypes in ap_req:
+        assert etypes[:2] == [18, etype] and set(keytypes) == {etype}, (etypes, keytypes)
+    for _frame, _msg, etypes, keytypes in ap_rep:
+        assert etypes == [etype] and set(keytypes) <= {etype}, (etypes, keytypes)
+    assert any(keytypes for *_x, keytypes in ap_rep)  # the server's AP-REP carries its subkey
+    assert len(tokens) == len(ref)
+    if etype == 23:  # RFC 4757: KRB5_GSS_Wrap, HMAC-MD5 checksum, RC4 sealing
+        assert set(tokens.values()) == {("0x0102", "0x0011", "0x0010")}
+    else:  # RFC 4121 CFX wrap tokens (under the acceptor subkey, whose etype is asserted above)
+        assert set(tokens.values()) == {("0x0405", "", "")}
+
+
+def test_keytab_holds_the_keys_of_every_provision() -> None:
+    """The RC4/AES128 captures were recorded against a re-provisioned DC: record.sh merged the new
+    export into rpclab.keytab, which keeps the old DC1$ keys (first, for the older captures) and adds
+    the new ones. Each capture opens with exactly one of DC1$'s AES256 keys, and with the whole keytab
+    in any order: every key of the ticket's etype and kvno is tried, not just the first one named."""
+    entries = load_keytab(KEYTAB)
+    dc_aes = [e for e in entries if e.principal == "DC1$" and e.etype == 18]
+    assert dc_aes and len({e.key for e in dc_aes}) == len(dc_aes)
+    others = [e for e in entries if e not in dc_aes]
+
+    def opened(path: Path, kt: list[KeytabEntry]) -> int:
+        summary = list(analyze([path], keytab=Keytab(kt)))[-1]
+        return summary.counters.get("auth_contexts_decrypted", 0)  # type: ignore[attr-defined]
+
+    used = set()
+    for path, contexts in ((KRB5, 2), (SPNEGO, 2), (RC4, 3), (AES128, 3)):
+        per_key = [opened(path, [*others, k]) for k in dc_aes]
+        assert sorted(per_key) == [0] * (len(dc_aes) - 1) + [contexts], path.name
+        used.add(per_key.index(contexts))
+        assert opened(path, entries) == opened(path, [*dc_aes[::-1], *others]) == contexts, path.name
+    if len(dc_aes) > 1:  # a merged keytab: every key opens some capture (today: old ones 1st, new 2nd)
+        assert used == set(range(len(dc_aes)))
 
 
 def test_without_keytab_kerberos_stays_encrypted() -> None:
@@ -379,7 +479,8 @@ def test_cli_keytab_sources_and_no_key_in_output(tmp_path: Path) -> None:
             if fmt == "jsonl":
                 assert proc.stdout.count('"decrypted":true') == 8
                 assert f'"user":"{ADMIN}"' in proc.stdout
-    assert load_keytabs([], secrets) is not None and len(load_keytabs([KEYTAB], secrets) or []) == 32
+    n = len(load_keytab(KEYTAB))
+    assert load_keytabs([], secrets) is not None and len(load_keytabs([KEYTAB], secrets) or []) == 2 * n
 
 
 @pytest.mark.parametrize("content", [b"", b"not a keytab", KEYTAB.read_bytes()[:100]])

@@ -319,6 +319,35 @@ EXPECTED: dict[str, Exp] = {
             ("dssetup", "DsRolerGetPrimaryDomainInformation", 1, "privacy", "ok"),
         ],
     ),
+    # the same commands with the client's etypes restricted to RC4-HMAC / AES128: krb5 then spnego
+    "kerberos-rc4-seal-tcp-rpcclient": Exp(
+        "ncacn_ip_tcp",
+        [
+            ("epm", "ept_map", 3, "none", "ok"),
+            ("samr", "SamrConnect5", 2, "privacy", "ok"),
+            ("samr", "SamrEnumerateDomainsInSamServer", 1, "privacy", "ok"),
+            ("samr", "SamrLookupDomainInSamServer", 1, "privacy", "ok"),
+            ("samr", "SamrOpenDomain", 2, "privacy", "ok"),
+            ("samr", "SamrEnumerateUsersInDomain", 1, "privacy", "ok"),
+            ("samr", "SamrCloseHandle", 4, "privacy", "ok"),
+            ("samr", "SamrQueryInformationDomain", 1, "privacy", "ok"),
+            ("dssetup", "DsRolerGetPrimaryDomainInformation", 1, "privacy", "ok"),
+        ],
+    ),
+    "kerberos-aes128-seal-tcp-rpcclient": Exp(
+        "ncacn_ip_tcp",
+        [
+            ("epm", "ept_map", 3, "none", "ok"),
+            ("samr", "SamrConnect5", 2, "privacy", "ok"),
+            ("samr", "SamrEnumerateDomainsInSamServer", 1, "privacy", "ok"),
+            ("samr", "SamrLookupDomainInSamServer", 1, "privacy", "ok"),
+            ("samr", "SamrOpenDomain", 2, "privacy", "ok"),
+            ("samr", "SamrEnumerateUsersInDomain", 1, "privacy", "ok"),
+            ("samr", "SamrCloseHandle", 4, "privacy", "ok"),
+            ("samr", "SamrQueryInformationDomain", 1, "privacy", "ok"),
+            ("dssetup", "DsRolerGetPrimaryDomainInformation", 1, "privacy", "ok"),
+        ],
+    ),
     "epm-lookup-tcp-rpcclient-anon": Exp(
         "ncacn_ip_tcp",
         [
