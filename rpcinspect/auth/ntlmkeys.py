@@ -30,6 +30,8 @@ NEG_56 = 0x80000000
 _LM_MAGIC = b"KGS!@#$%"
 _C2S_SEAL = b"session key to client-to-server sealing key magic constant\0"
 _S2C_SEAL = b"session key to server-to-client sealing key magic constant\0"
+_C2S_SIGN = b"session key to client-to-server signing key magic constant\0"
+_S2C_SIGN = b"session key to server-to-client signing key magic constant\0"
 
 
 def lmowf_v1(password: str) -> bytes:
@@ -97,6 +99,12 @@ def seal_keys(flags: int, exported: bytes) -> tuple[bytes, bytes]:
     server-to-client) RC4 keys, the session key cut to 128, 56 or 40 bits first."""
     key = exported if flags & NEG_128 else exported[:7] if flags & NEG_56 else exported[:5]
     return hashlib.md5(key + _C2S_SEAL).digest(), hashlib.md5(key + _S2C_SEAL).digest()
+
+
+def sign_keys(exported: bytes) -> tuple[bytes, bytes]:
+    """SIGNKEY with extended session security (MS-NLMP 3.4.5.2): the (client-to-server,
+    server-to-client) HMAC-MD5 keys of the message signatures (never weakened)."""
+    return hashlib.md5(exported + _C2S_SIGN).digest(), hashlib.md5(exported + _S2C_SIGN).digest()
 
 
 def legacy_seal_key(flags: int, exported: bytes) -> bytes:

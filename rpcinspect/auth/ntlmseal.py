@@ -12,7 +12,7 @@ import struct
 import zlib
 from typing import Any, Protocol
 
-from rpcinspect.auth.crypto import RC4
+from rpcinspect.auth.crypto import RC4, hmac_md5
 from rpcinspect.auth.ntlmkeys import (
     ESS,
     KEY_EXCH,
@@ -23,6 +23,7 @@ from rpcinspect.auth.ntlmkeys import (
     ntlmv1_session_base_key,
     ntlmv2_session_base_key,
     seal_keys,
+    sign_keys,
 )
 from rpcinspect.auth.secrets import Secret
 
@@ -38,29 +39,59 @@ class Sealer(Protocol):
         """The plaintext of a privacy-level PDU body (None if it does not verify)."""
         ...
 
+    def unseal_pdu(self, side: int, sealed: bytes, verifier: bytes, pre: bytes, post: bytes) -> bytes | None:
+        """:meth:`unseal` given the rest of the PDU its signature may cover: *pre*, the bytes
+        before the body (header, object UUID), and *post*, the sec_trailer."""
+        ...
+
     def skip(self, side: int, verifier: bytes) -> None:
         """An integrity-level PDU: advance whatever state its signature consumed."""
         ...
 
 
 class NtlmSealer:
-    """Extended session security: two RC4 handles (client->server, server->client)."""
+    """Extended session security: two RC4 handles (client->server, server->client), and the
+    signing keys that check each PDU's NTLMSSP_MESSAGE_SIGNATURE (MS-NLMP 3.4.4.2).
 
-    __slots__ = ("handles", "key_exch")
+    The checksum is HMAC-MD5(SigningKey, SeqNum + message)[:8], RC4-encrypted with the sealing
+    handle after the message when keys were exchanged. Which bytes are "the message" depends on
+    whether the association signs headers (MS-RPCE 3.3.1.5.2.2): the whole PDU up to the
+    verifier, body in plaintext, or only the body and its padding. Both are tried (the first
+    that verifies is kept), so a stub that does not verify (damaged, out of step after a PDU
+    missing from the capture, or a key that is not the one used) is never returned.
+    """
+
+    __slots__ = ("handles", "hdr_sign", "key_exch", "sign")
 
     def __init__(self, exported: bytes, flags: int) -> None:
         c2s, s2c = seal_keys(flags, exported)
         self.handles = (RC4(c2s), RC4(s2c))
+        self.sign = sign_keys(exported)
         self.key_exch = bool(flags & KEY_EXCH)
+        self.hdr_sign: bool | None = None  # learned from the first PDU that verifies
 
     def unseal(self, side: int, sealed: bytes, verifier: bytes) -> bytes | None:
-        """Decrypts one PDU's body sent by *side*; advances the handle over the signature's
-        checksum (bytes 4..12 of the NTLMSSP_MESSAGE_SIGNATURE) as the sender did."""
+        """Decrypts one PDU's body sent by *side* and checks its signature over the body alone."""
+        return self.unseal_pdu(side, sealed, verifier, b"", b"")
+
+    def unseal_pdu(self, side: int, sealed: bytes, verifier: bytes, pre: bytes, post: bytes) -> bytes | None:
         h = self.handles[side]
-        out = h.crypt(sealed)
-        if self.key_exch:
-            h.crypt(verifier[4:12])
-        return out
+        plain = h.crypt(sealed)
+        if len(verifier) < 16:
+            return None
+        checksum = h.crypt(verifier[4:12]) if self.key_exch else verifier[4:12]
+        seq = verifier[12:16]
+        key = self.sign[side]
+        variants = (True, False) if self.hdr_sign is None else (self.hdr_sign,)
+        for hdr_sign in variants:
+            if hdr_sign and not pre:
+                continue
+            msg = pre + plain + post if hdr_sign else plain
+            if hmac_md5(key, seq + msg)[:8] == checksum:
+                if pre:
+                    self.hdr_sign = hdr_sign
+                return plain
+        return None
 
     def skip(self, side: int, verifier: bytes) -> None:
         if self.key_exch:
@@ -94,6 +125,9 @@ class NtlmLegacySealer:
     def unseal(self, side: int, sealed: bytes, verifier: bytes) -> bytes | None:
         plain = self.handle.crypt(sealed)
         return plain if self._signature(verifier, plain) else None
+
+    def unseal_pdu(self, side: int, sealed: bytes, verifier: bytes, pre: bytes, post: bytes) -> bytes | None:
+        return self.unseal(side, sealed, verifier)
 
     def skip(self, side: int, verifier: bytes) -> None:
         self._signature(verifier, None)

@@ -155,8 +155,11 @@ class Association(Records):
         if self.run.secrets is not None and h.auth_len:
             start = off + 24 + (16 if h.flags & pdu.PFC_OBJECT_UUID else 0)
             plain = self._unseal(0, buf, off, h, start, stub)
-            if plain is not None:
-                call.decrypted = True
+            if plain is False:
+                call.decrypted = False  # a sealed PDU that does not verify: the call stays encrypted
+            elif plain is not None:
+                if call.decrypted is None:
+                    call.decrypted = True
                 if SEC_VT_MAGIC in plain:
                     call.sec_vt = True
                 if call.req_bytes is not None:
@@ -182,13 +185,15 @@ class Association(Records):
         call = self._answered_call(h.call_id, f[0], frame, ts)
         call.resp_frags += 1
         call.resp_stub += f[1]
-        plain = None
+        plain: bytes | bool | None = None
         if self.run.secrets is not None and h.auth_len:
             plain = self._unseal(1, buf, off, h, off + 24, f[1])
-            if plain is not None:
+            if plain is False:
+                call.decrypted = False
+            elif plain is not None and call.decrypted is None:
                 call.decrypted = True
         if call.resp_bytes is not None:
-            if plain is not None:
+            if isinstance(plain, bytes):
                 self._keep(call.resp_bytes, plain, 0, f[1])
             else:
                 self._keep(call.resp_bytes, buf, off + 24, f[1])
@@ -335,7 +340,9 @@ class Association(Records):
         self._actx = auth_leg(self.run, self.auth_ctxs, h.ptype, tr, buf, self._anomaly, frame, ts)
         return tr
 
-    def _unseal(self, side: int, buf: bytes, off: int, h: Header, start: int, stub: int) -> bytes | None:
+    def _unseal(
+        self, side: int, buf: bytes, off: int, h: Header, start: int, stub: int
+    ) -> bytes | bool | None:
         """The plaintext stub of a sealed PDU whose context a secret opened (else None)."""
         return unseal(self.auth_ctxs, side, buf, off, h, start, stub)
 

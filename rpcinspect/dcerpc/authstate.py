@@ -160,6 +160,7 @@ def auth_leg(
                 anomaly("decrypt_failed", got, frame, ts)
         else:
             actx.sealer = got
+            actx.failed = (anomaly, frame, ts)
             run.count("auth_contexts_decrypted")
     keytab = run.keytab_keys
     if keytab is not None and "kerberos" in parsed:
@@ -187,9 +188,10 @@ def auth_leg(
 
 def unseal(
     ctxs: dict[int, AuthCtx], side: int, buf: bytes, off: int, h: Header, start: int, stub: int
-) -> bytes | None:
-    """The plaintext stub of a sealed PDU whose context a secret opened (else None); a signed
-    PDU only advances its context's sealing handle."""
+) -> bytes | bool | None:
+    """The plaintext stub of a sealed PDU whose context a secret opened; False if that PDU does
+    not verify (then nothing of it is returned); None when there is nothing to open. A signed PDU
+    only advances its context's sealing handle."""
     tr = pdu.auth_trailer(buf, off, h)
     actx = ctxs.get(tr.ctx_id) if tr is not None else None
     if tr is None or actx is None or actx.sealer is None:
@@ -198,20 +200,20 @@ def unseal(
     if tr.auth_level == 6:
         sealed = bytes(buf[start : start + stub + tr.pad_len])
         sealer = actx.sealer
-        if isinstance(sealer, KrbSealer):  # its checksum may cover the PDU header and sec_trailer
-            pre, post = bytes(buf[off:start]), bytes(buf[tr.value_off - 8 : tr.value_off])
-            plain = sealer.unseal_pdu(side, sealed, verifier, pre, post)
-            if plain is None and actx.failed is not None:
-                anomaly, frame, ts = actx.failed
-                actx.failed = None
-                why = (
-                    "a Kerberos-sealed PDU of the context opened here does not verify with its keys "
-                    "(the first such PDU; later ones are not reported)"
-                )
-                actx.fail(why, anomaly, frame, ts)
-        else:
-            plain = sealer.unseal(side, sealed, verifier)
-        return None if plain is None else plain[:stub]
+        # the signature may cover the PDU header and sec_trailer too (header signing)
+        pre, post = bytes(buf[off:start]), bytes(buf[tr.value_off - 8 : tr.value_off])
+        plain = sealer.unseal_pdu(side, sealed, verifier, pre, post)
+        if plain is None and actx.failed is not None:
+            anomaly, frame, ts = actx.failed
+            actx.failed = None
+            what = "Kerberos" if isinstance(sealer, KrbSealer) else "NTLM"
+            why = (
+                f"a {what}-sealed PDU of the context opened here does not verify with its keys "
+                "(damaged, or a PDU missing from the capture; the first such PDU, later ones are "
+                "not reported)"
+            )
+            actx.fail(why, anomaly, frame, ts)
+        return False if plain is None else plain[:stub]
     if tr.auth_level >= 5:
         actx.sealer.skip(side, verifier)
     return None

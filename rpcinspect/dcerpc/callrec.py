@@ -111,7 +111,7 @@ class Call:
         self.resp_frags = 0
         self.auth: tuple[int, int, int] | None = None  # the request's verifier: (type, level, auth ctx)
         self.sec_vt = False
-        self.decrypted = False
+        self.decrypted: bool | None = None  # True: its sealed PDUs opened; False: one did not verify
         self.resp_ts: float | None = None
         self.has_request = False
         self.tap: StubTap | None = None  # set when a stub tap wants this call's bytes
@@ -216,11 +216,10 @@ class Records:
             user = (f"{d}\\{u}" if d else u) if u else None
             signed = bool(getattr(smb, "signed", False))
             sealed = bool(getattr(smb, "encrypted", False))
-        encrypted = (
-            a is not None and a[1] == 6 and (call.req_stub > 0 or call.resp_stub > 0) and not call.decrypted
-        )
+        has_stub = call.req_stub > 0 or call.resp_stub > 0
+        encrypted = a is not None and a[1] == 6 and has_stub and call.decrypted is not True
         # SMB3 decryption of the named pipe's session (transports.smb) also counts as decrypted
-        decrypted = call.decrypted or bool(getattr(smb, "decrypted", False))
+        decrypted = call.decrypted is True or bool(getattr(smb, "decrypted", False))
         c, cp, s, sp = self._ep
         rtt = call.resp_ts - call.ts if call.resp_ts is not None and call.has_request else None
         run.counters["calls"] += 1
