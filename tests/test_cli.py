@@ -201,3 +201,13 @@ def test_random_bytes_on_a_non_rpc_port_give_no_calls(tmp_path: Path, port: int)
         recs = _jsonl(proc)
         assert [r["record"] for r in recs] == ["summary"]
         assert recs[0]["calls"] == 0 and recs[0]["binds"] == 0
+
+
+def test_table_output_to_a_file(tmp_path: Path) -> None:
+    """``-o FILE`` with the table format writes the summary there (plain text), not to stdout."""
+    demo = REPO / "captures" / "demo.pcap"
+    out = tmp_path / "summary.txt"
+    proc = cli("analyze", "-o", str(out), str(demo))
+    assert proc.returncode == 0 and "Calls per interface" not in proc.stdout
+    text = out.read_text()
+    assert "Calls per interface and operation" in text and "samr" in text and "\x1b[" not in text

@@ -250,6 +250,13 @@ def analyze(
         writer = make_writer(fmt.value, stream)
     show_summary = not quiet and (fmt is Format.table or output is not None or err.is_terminal)
     summary_console = Console() if fmt is Format.table else err
+    if fmt is Format.table and output is not None:  # the table itself goes to the file
+        try:
+            table_file = output.open("w", encoding="utf-8")
+        except OSError as exc:
+            err.print(f"[red]error:[/] cannot write {output}: {exc.strerror}")
+            raise typer.Exit(EXIT_USAGE) from None
+        summary_console, show_summary = Console(file=table_file, width=120, no_color=True), True
     progress_cb, progress_done = _progress(err, files, enabled=not quiet and err.is_terminal)
     try:
         write = writer.write if writer is not None else None
@@ -286,6 +293,8 @@ def analyze(
                 stream.close()
     if show_summary:
         render(stats, summary_console, top=top)
+        if summary_console.file is not sys.stdout and summary_console is not err:
+            summary_console.file.close()
     errors = stats.summary.errors if stats.summary else []
     for e in errors:
         err.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
