@@ -24,7 +24,7 @@
 #define TH_ACK 0x10
 
 static PyObject *s_table, *s_sweep_at, *s_dirs, *s_next_seq, *s_ooo, *s_handler, *s_sync, *s_bufs,
-    *s_sink, *s_last_ts, *s_pdu, *s_billion, *s_empty;
+    *s_sink, *s_last_ts, *s_pdu, *s_fin, *s_billion, *s_empty;
 
 /* Frag lengths of the whole PDUs that exactly fill buf[0:n], or -1 (then Python decides). */
 static int whole_pdus(const unsigned char *b, Py_ssize_t n, Py_ssize_t *offs, int max) {
@@ -91,6 +91,76 @@ static PyObject *attr(PyObject *o, PyObject *name) { return PyObject_GetAttr(o, 
 static int dict_nonempty(PyObject *o) { return PyDict_Check(o) ? PyDict_GET_SIZE(o) != 0 : PyObject_IsTrue(o); }
 
 /*
+ * A segment without payload on a known connection: the server's SYN-ACK, or the first FIN of a
+ * connection (the second one closes it: Python). What TcpTable.segment does for these reduces to
+ * setting last_ts and either the direction's next_seq (SYN) or its fin flag, provided no
+ * out-of-order data waits on the other side (an ACK may then give up a gap: Python). Returns 1 if
+ * handled, 0 if Python must, -1 on error.
+ */
+static int control_segment(PyObject *tdict, PyObject *seg, long flags, PyObject *ts_obj) {
+    int syn_ack = (flags & (TH_SYN | TH_ACK | TH_FIN | TH_RST)) == (TH_SYN | TH_ACK);
+    int fin = (flags & (TH_SYN | TH_FIN | TH_RST)) == TH_FIN;
+    if (!syn_ack && !fin)
+        return 0;
+    PyObject *key = PyTuple_Pack(4, PyTuple_GET_ITEM(seg, 1), PyTuple_GET_ITEM(seg, 3), PyTuple_GET_ITEM(seg, 2),
+                                 PyTuple_GET_ITEM(seg, 4));
+    if (key == NULL)
+        return -1;
+    PyObject *ent = PyDict_GetItemWithError(tdict, key); /* borrowed */
+    Py_DECREF(key);
+    if (ent == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (!PyTuple_Check(ent) || PyTuple_GET_SIZE(ent) != 2)
+        return 0;
+    PyObject *conn = PyTuple_GET_ITEM(ent, 0);
+    long dirn = PyLong_AsLong(PyTuple_GET_ITEM(ent, 1));
+    if (dirn != 0 && dirn != 1)
+        return PyErr_Occurred() ? -1 : 0;
+    int rc = 0;
+    PyObject *dirs = NULL, *pooo = NULL, *pfin = NULL, *newseq = NULL;
+    dirs = PyObject_GetAttr(conn, s_dirs);
+    if (dirs == NULL)
+        goto error;
+    if (!PyTuple_Check(dirs) || PyTuple_GET_SIZE(dirs) != 2)
+        goto done;
+    PyObject *d = PyTuple_GET_ITEM(dirs, dirn), *peer = PyTuple_GET_ITEM(dirs, 1 - dirn);
+    if (flags & TH_ACK) {
+        pooo = PyObject_GetAttr(peer, s_ooo);
+        if (pooo == NULL)
+            goto error;
+        if (dict_nonempty(pooo))
+            goto done;
+    }
+    if (fin) {
+        pfin = PyObject_GetAttr(peer, s_fin);
+        if (pfin == NULL)
+            goto error;
+        if (pfin != Py_False)
+            goto done; /* the second FIN closes the connection: Python */
+        if (PyObject_SetAttr(conn, s_last_ts, ts_obj) < 0 || PyObject_SetAttr(d, s_fin, Py_True) < 0)
+            goto error;
+    } else {
+        unsigned long long seq = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(seg, 5));
+        if (seq == (unsigned long long)-1 && PyErr_Occurred())
+            goto error;
+        newseq = PyLong_FromUnsignedLongLong((seq + 1) & 0xFFFFFFFFULL);
+        if (newseq == NULL || PyObject_SetAttr(conn, s_last_ts, ts_obj) < 0 ||
+            PyObject_SetAttr(d, s_next_seq, newseq) < 0)
+            goto error;
+    }
+    rc = 1;
+    goto done;
+error:
+    rc = -1;
+done:
+    Py_XDECREF(dirs);
+    Py_XDECREF(pooo);
+    Py_XDECREF(pfin);
+    Py_XDECREF(newseq);
+    return rc;
+}
+
+/*
  * Tries the fast path for one decoded TCP segment. Returns 1 if it handled the segment, 0 if
  * Python must, -1 on a Python error.
  */
@@ -105,14 +175,16 @@ static int fast_segment(PyObject *tdict, double sweep_at, PyTypeObject *framer_t
     if (proto != 6)
         return 0;
     PyObject *payload = PyTuple_GET_ITEM(seg, 8);
-    if (!PyBytes_CheckExact(payload) || PyBytes_GET_SIZE(payload) == 0)
+    if (!PyBytes_CheckExact(payload))
         return 0;
     long flags = PyLong_AsLong(PyTuple_GET_ITEM(seg, 7));
     if (flags == -1 && PyErr_Occurred())
         return -1;
-    if (flags & (TH_SYN | TH_FIN | TH_RST))
-        return 0;
     if (ts - sweep_at > 60.0)
+        return 0;
+    if (PyBytes_GET_SIZE(payload) == 0)
+        return control_segment(tdict, seg, flags, ts_obj);
+    if (flags & (TH_SYN | TH_FIN | TH_RST))
         return 0;
     Py_ssize_t n = PyBytes_GET_SIZE(payload);
     const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(payload);
@@ -345,6 +417,7 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     INTERN(s_sink, "sink");
     INTERN(s_last_ts, "last_ts");
     INTERN(s_pdu, "pdu");
+    INTERN(s_fin, "fin");
 #undef INTERN
     if ((s_billion = PyLong_FromLong(1000000000L)) == NULL || (s_empty = PyBytes_FromStringAndSize(NULL, 0)) == NULL)
         return NULL;
