@@ -59,25 +59,10 @@ def bind(
 
 
 def bind_ack(call_id: int, n: int, *, little: bool = True, result: int = 0, port: str = "49154") -> bytes:
-    res = [
-        DceRpc5Result(
-            result=result,
-            reason=0 if result == 0 else 1,
-            transfer_syntax=DceRpc5TransferSyntax(
-                if_uuid=uuid.UUID(NDR if result == 0 else "00000000-0000-0000-0000-000000000000"),
-                if_version=2 if result == 0 else 0,
-            ),
-        )
-        for _ in range(n)
-    ]
-    body = DceRpc5BindAck(
-        max_xmit_frag=4280,
-        max_recv_frag=4280,
-        assoc_group_id=0x1234,
-        sec_addr=DceRpc5PortAny(port_spec=port.encode() + b"\0"),
-        results=res,
-    )
-    return bytes(_hdr(12, call_id, 3, little) / body)
+    """A bind_ack answering *n* contexts alike: all accepted with NDR, or all refused (*result*)."""
+    accepted = (0, 0, NDR, 2)
+    refused = (result, 1, "00000000-0000-0000-0000-000000000000", 0)
+    return bind_ack_results(call_id, [accepted if result == 0 else refused] * n, little=little, port=port)
 
 
 def version(major: int, minor: int = 0) -> int:
@@ -199,6 +184,18 @@ def pcap(frames: Iterable[bytes | tuple[float, bytes]], linktype: int = 1, *, bi
         sec = int(ts)
         out.append(struct.pack(e + "IIII", sec, round((ts - sec) * 1e6), len(data), len(data)) + data)
     return b"".join(out)
+
+
+def pcap_frames(data: bytes) -> list[tuple[int, int]]:
+    """(offset, length) of each record's packet bytes in a little-endian classic pcap (to damage a
+    recorded capture in place)."""
+    assert data[:4] == b"\xd4\xc3\xb2\xa1"
+    out, off = [], 24
+    while off + 16 <= len(data):
+        incl = struct.unpack_from("<I", data, off + 8)[0]
+        out.append((off + 16, incl))
+        off += 16 + incl
+    return out
 
 
 def write(path: Path, data: bytes) -> Path:

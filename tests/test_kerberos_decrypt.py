@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from builders import pcap_frames
 from conftest import CAPTURES, CORPUS
 
 from rpcinspect.auth import SEC_VT_MAGIC
@@ -390,24 +391,13 @@ def test_wrong_keytab_is_reported_once_per_context(monkeypatch: pytest.MonkeyPat
     assert all("has no aes256-cts-hmac-sha1-96 key" in f.detail for f in anomalies(recs, "decrypt_failed"))
 
 
-def _pcap_frames(data: bytes) -> list[tuple[int, int]]:
-    """(offset of packet data, length) of each record of a classic little-endian pcap."""
-    assert data[:4] == b"\xd4\xc3\xb2\xa1"
-    out, o = [], 24
-    while o + 16 <= len(data):
-        incl = struct.unpack_from("<I", data, o + 8)[0]
-        out.append((o + 16, incl))
-        o += 16 + incl
-    return out
-
-
 def test_damaged_sealed_pdu_is_one_anomaly_not_garbage(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _recs, clean = decrypted(KRB5, lab_keytab(), [UUIDS["samr"]], monkeypatch)
     first = min(clean)
     data = bytearray(KRB5.read_bytes())
-    frames = _pcap_frames(bytes(data))
+    frames = pcap_frames(bytes(data))
     for f in (first, clean[first][0].resp_frame or 0):  # damage the request and its response
         off, length = frames[f - 1]
         assert data[off + 66 : off + 68] == b"\x05\x00" and length > 66 + 24 + 10

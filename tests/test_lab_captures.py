@@ -166,6 +166,21 @@ class Exp:
 #   9 fragments; it is one call.
 # * samr-addcomputer-np-smb21: one ept_map on TCP 135 (asking for the
 #   ncacn_np endpoint of samr), everything else on \pipe\samr.
+
+# kerberos-rc4-* and kerberos-aes128-* run the same commands (krb5 then spnego), only the client's
+# etypes differ: the same calls
+KRB_ETYPE_CALLS = [
+    ("epm", "ept_map", 3, "none", "ok"),
+    ("samr", "SamrConnect5", 2, "privacy", "ok"),
+    ("samr", "SamrEnumerateDomainsInSamServer", 1, "privacy", "ok"),
+    ("samr", "SamrLookupDomainInSamServer", 1, "privacy", "ok"),
+    ("samr", "SamrOpenDomain", 2, "privacy", "ok"),
+    ("samr", "SamrEnumerateUsersInDomain", 1, "privacy", "ok"),
+    ("samr", "SamrCloseHandle", 4, "privacy", "ok"),
+    ("samr", "SamrQueryInformationDomain", 1, "privacy", "ok"),
+    ("dssetup", "DsRolerGetPrimaryDomainInformation", 1, "privacy", "ok"),
+]
+
 EXPECTED: dict[str, Exp] = {
     "demo": Exp(
         "ncacn_ip_tcp",
@@ -320,34 +335,8 @@ EXPECTED: dict[str, Exp] = {
         ],
     ),
     # the same commands with the client's etypes restricted to RC4-HMAC / AES128: krb5 then spnego
-    "kerberos-rc4-seal-tcp-rpcclient": Exp(
-        "ncacn_ip_tcp",
-        [
-            ("epm", "ept_map", 3, "none", "ok"),
-            ("samr", "SamrConnect5", 2, "privacy", "ok"),
-            ("samr", "SamrEnumerateDomainsInSamServer", 1, "privacy", "ok"),
-            ("samr", "SamrLookupDomainInSamServer", 1, "privacy", "ok"),
-            ("samr", "SamrOpenDomain", 2, "privacy", "ok"),
-            ("samr", "SamrEnumerateUsersInDomain", 1, "privacy", "ok"),
-            ("samr", "SamrCloseHandle", 4, "privacy", "ok"),
-            ("samr", "SamrQueryInformationDomain", 1, "privacy", "ok"),
-            ("dssetup", "DsRolerGetPrimaryDomainInformation", 1, "privacy", "ok"),
-        ],
-    ),
-    "kerberos-aes128-seal-tcp-rpcclient": Exp(
-        "ncacn_ip_tcp",
-        [
-            ("epm", "ept_map", 3, "none", "ok"),
-            ("samr", "SamrConnect5", 2, "privacy", "ok"),
-            ("samr", "SamrEnumerateDomainsInSamServer", 1, "privacy", "ok"),
-            ("samr", "SamrLookupDomainInSamServer", 1, "privacy", "ok"),
-            ("samr", "SamrOpenDomain", 2, "privacy", "ok"),
-            ("samr", "SamrEnumerateUsersInDomain", 1, "privacy", "ok"),
-            ("samr", "SamrCloseHandle", 4, "privacy", "ok"),
-            ("samr", "SamrQueryInformationDomain", 1, "privacy", "ok"),
-            ("dssetup", "DsRolerGetPrimaryDomainInformation", 1, "privacy", "ok"),
-        ],
-    ),
+    "kerberos-rc4-seal-tcp-rpcclient": Exp("ncacn_ip_tcp", KRB_ETYPE_CALLS),
+    "kerberos-aes128-seal-tcp-rpcclient": Exp("ncacn_ip_tcp", KRB_ETYPE_CALLS),
     "epm-lookup-tcp-rpcclient-anon": Exp(
         "ncacn_ip_tcp",
         [

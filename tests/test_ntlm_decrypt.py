@@ -20,6 +20,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from builders import pcap_frames
 from conftest import CAPTURES, CORPUS
 
 from rpcinspect.auth.crypto import RC4, des, md4
@@ -635,14 +636,8 @@ def test_damaged_sealed_stub_is_reported_not_decoded(tmp_path: Path) -> None:
     # flip a byte near the end of the victim's request frame (inside the sealed stub, before the
     # 16-byte verifier and its 8-byte sec_trailer)
     raw = bytearray(cap.read_bytes())
-    off, n = 24, 0
-    while off < len(raw):
-        incl = int.from_bytes(raw[off + 8 : off + 12], "little")
-        n += 1
-        if n == victim.req_frame:
-            raw[off + 16 + incl - 16 - 8 - 3] ^= 0xFF
-            break
-        off += 16 + incl
+    off, incl = pcap_frames(bytes(raw))[victim.req_frame - 1]
+    raw[off + incl - 16 - 8 - 3] ^= 0xFF
     bad = tmp_path / "damaged.pcap"
     bad.write_bytes(bytes(raw))
     recs = list(analyze([bad], secrets=secrets))

@@ -20,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from builders import pcap_frames
 from conftest import CAPTURES, CORPUS
 
 from rpcinspect.auth.secrets import Secret, load_secrets
@@ -401,15 +402,6 @@ def test_wrong_password_on_the_command_line(tmp_path: Path) -> None:
 
 
 # -- altered and hostile messages -----------------------------------------------------------------
-def pcap_frames(data: bytes) -> list[tuple[int, int]]:
-    """(offset, length) of each record's packet bytes in a little-endian classic pcap."""
-    assert data[:4] == b"\xd4\xc3\xb2\xa1"
-    out, off = [], 24
-    while off + 16 <= len(data):
-        incl = struct.unpack_from("<I", data, off + 8)[0]
-        out.append((off + 16, incl))
-        off += 16 + incl
-    return out
 
 
 def altered(path: Path, tmp_path: Path, frame: int, delta: int) -> Path:

@@ -161,6 +161,12 @@ class Records:
     _held: tuple[Any, ...] | None
     _rejected_all: bool
 
+    def _resolve_key(self) -> tuple[str, str, int, str | None]:
+        """What names this channel's unbound calls: ``(transport, server, port, named_pipe)``,
+        the server being the one an ncacn_http URL names, else the connection's."""
+        server, port = self.target or (self._ep[2], self._ep[3])
+        return self.transport, server, port, self.named_pipe
+
     def _interface_of(self, call: Call) -> tuple[str | None, str | None, str, Context | None]:
         """``(if_uuid, if_version, if_source, context)`` of a call: its bind, else the resolver."""
         ctx = self.contexts.get(call.ctx_id) if call.ctx_id is not None else None
@@ -168,8 +174,7 @@ class Records:
             return ctx.if_uuid, ctx.if_version, "bind", ctx
         resolver = self.run.resolver
         if resolver is not None:
-            server, port = self.target or (self._ep[2], self._ep[3])
-            found = resolver(self.transport, server, port, self.named_pipe)
+            found = resolver(*self._resolve_key())
             if found is not None:
                 return found[0], found[1], found[2], None
         return None, None, "unknown", None
@@ -233,9 +238,7 @@ class Records:
             None, user, asrc, signed, sealed, encrypted, decrypted, call.sec_vt, smb_auth, smb_dialect,
         )  # type: ignore[arg-type]  # fmt: skip
         if source == "unknown" and run.unnamed is not None:
-            # held: the endpoint mapper may name it later in the capture
-            server, port = self.target or (s, sp)
-            run.unnamed(rec, (self.transport, server, port, self.named_pipe))
+            run.unnamed(rec, self._resolve_key())  # held: the endpoint mapper may name it later
         else:
             run.emit(rec)
         if call.tap is not None:

@@ -91,6 +91,29 @@ static PyObject *attr(PyObject *o, PyObject *name) { return PyObject_GetAttr(o, 
 static int dict_nonempty(PyObject *o) { return PyDict_Check(o) ? PyDict_GET_SIZE(o) != 0 : PyObject_IsTrue(o); }
 
 /*
+ * The connection a segment belongs to, as TcpTable.table maps its 4-tuple: *ent (borrowed; the
+ * (connection, direction) tuple), *conn (borrowed) and *dirn. Returns 1 if found, 0 if Python must
+ * decide (unknown 4-tuple, unexpected shape), -1 on a Python error.
+ */
+static int find_conn(PyObject *tdict, PyObject *seg, PyObject **ent, PyObject **conn, long *dirn) {
+    PyObject *key = PyTuple_Pack(4, PyTuple_GET_ITEM(seg, 1), PyTuple_GET_ITEM(seg, 3), PyTuple_GET_ITEM(seg, 2),
+                                 PyTuple_GET_ITEM(seg, 4));
+    if (key == NULL)
+        return -1;
+    *ent = PyDict_GetItemWithError(tdict, key);
+    Py_DECREF(key);
+    if (*ent == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (!PyTuple_Check(*ent) || PyTuple_GET_SIZE(*ent) != 2)
+        return 0;
+    *conn = PyTuple_GET_ITEM(*ent, 0);
+    *dirn = PyLong_AsLong(PyTuple_GET_ITEM(*ent, 1));
+    if (*dirn != 0 && *dirn != 1)
+        return PyErr_Occurred() ? -1 : 0;
+    return 1;
+}
+
+/*
  * A segment without payload on a known connection: the server's SYN-ACK, or the first FIN of a
  * connection (the second one closes it: Python). What TcpTable.segment does for these reduces to
  * setting last_ts and either the direction's next_seq (SYN) or its fin flag, provided no
@@ -102,20 +125,11 @@ static int control_segment(PyObject *tdict, PyObject *seg, long flags, PyObject 
     int fin = (flags & (TH_SYN | TH_FIN | TH_RST)) == TH_FIN;
     if (!syn_ack && !fin)
         return 0;
-    PyObject *key = PyTuple_Pack(4, PyTuple_GET_ITEM(seg, 1), PyTuple_GET_ITEM(seg, 3), PyTuple_GET_ITEM(seg, 2),
-                                 PyTuple_GET_ITEM(seg, 4));
-    if (key == NULL)
-        return -1;
-    PyObject *ent = PyDict_GetItemWithError(tdict, key); /* borrowed */
-    Py_DECREF(key);
-    if (ent == NULL)
-        return PyErr_Occurred() ? -1 : 0;
-    if (!PyTuple_Check(ent) || PyTuple_GET_SIZE(ent) != 2)
-        return 0;
-    PyObject *conn = PyTuple_GET_ITEM(ent, 0);
-    long dirn = PyLong_AsLong(PyTuple_GET_ITEM(ent, 1));
-    if (dirn != 0 && dirn != 1)
-        return PyErr_Occurred() ? -1 : 0;
+    PyObject *ent, *conn;
+    long dirn;
+    int found = find_conn(tdict, seg, &ent, &conn, &dirn);
+    if (found <= 0)
+        return found;
     int rc = 0;
     PyObject *dirs = NULL, *pooo = NULL, *pfin = NULL, *newseq = NULL;
     dirs = PyObject_GetAttr(conn, s_dirs);
@@ -193,20 +207,11 @@ static int fast_segment(PyObject *tdict, double sweep_at, PyTypeObject *framer_t
     if (npdu <= 0)
         return 0;
 
-    PyObject *key = PyTuple_Pack(4, PyTuple_GET_ITEM(seg, 1), PyTuple_GET_ITEM(seg, 3), PyTuple_GET_ITEM(seg, 2),
-                                 PyTuple_GET_ITEM(seg, 4));
-    if (key == NULL)
-        return -1;
-    PyObject *ent = PyDict_GetItemWithError(tdict, key); /* borrowed */
-    Py_DECREF(key);
-    if (ent == NULL)
-        return PyErr_Occurred() ? -1 : 0;
-    if (!PyTuple_Check(ent) || PyTuple_GET_SIZE(ent) != 2)
-        return 0;
-    PyObject *conn = PyTuple_GET_ITEM(ent, 0);
-    long dirn = PyLong_AsLong(PyTuple_GET_ITEM(ent, 1));
-    if (dirn != 0 && dirn != 1)
-        return PyErr_Occurred() ? -1 : 0;
+    PyObject *ent, *conn;
+    long dirn;
+    int found = find_conn(tdict, seg, &ent, &conn, &dirn);
+    if (found <= 0)
+        return found;
 
     int rc = 0;
     PyObject *dirs = NULL, *nseq = NULL, *ooo = NULL, *pooo = NULL, *h = NULL, *sync = NULL, *bufs = NULL,
