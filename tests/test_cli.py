@@ -211,3 +211,18 @@ def test_table_output_to_a_file(tmp_path: Path) -> None:
     assert proc.returncode == 0 and "Calls per interface" not in proc.stdout
     text = out.read_text()
     assert "Calls per interface and operation" in text and "samr" in text and "\x1b[" not in text
+
+
+@pytest.mark.parametrize("fmt", ["table", "jsonl"])
+def test_reader_that_goes_away_is_a_clean_exit(fmt: str) -> None:
+    """``rpcinspect analyze ... | head``: the reader closes the pipe before the output is written;
+    the run ends with exit 0 and nothing on stderr, whatever the format."""
+    demo = str(REPO / "captures" / "demo.pcap")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rpcinspect", "analyze", "--format", fmt, demo],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # long before the interpreter has even imported rpcinspect
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0 and err == ""

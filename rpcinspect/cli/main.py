@@ -8,6 +8,7 @@ still written; 70 internal error (a bug, reported in one line); 130 interrupted.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -249,7 +250,7 @@ def analyze(
             raise typer.Exit(EXIT_USAGE) from None
         writer = make_writer(fmt.value, stream)
     show_summary = not quiet and (fmt is Format.table or output is not None or err.is_terminal)
-    summary_console = Console() if fmt is Format.table else err
+    summary_console = _StdoutConsole() if fmt is Format.table else err
     if fmt is Format.table and output is not None:  # the table itself goes to the file
         try:
             table_file = output.open("w", encoding="utf-8")
@@ -292,7 +293,11 @@ def analyze(
             if output is not None and stream is not None:
                 stream.close()
     if show_summary:
-        render(stats, summary_console, top=top)
+        try:
+            render(stats, summary_console, top=top)
+        except BrokenPipeError:
+            _quiet_closed_stdout()
+            raise typer.Exit(EXIT_OK) from None
         if summary_console.file is not sys.stdout and summary_console is not err:
             summary_console.file.close()
     errors = stats.summary.errors if stats.summary else []
@@ -343,4 +348,20 @@ def main() -> None:
     try:
         app()
     except BrokenPipeError:
+        _quiet_closed_stdout()
         sys.exit(EXIT_OK)
+
+
+class _StdoutConsole(Console):
+    """The table's console: a reader that goes away (``| head``) ends the run like it does for
+    the machine formats (exit 0), not with rich's own ``SystemExit(1)``."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
+
+def _quiet_closed_stdout() -> None:
+    """The reader went away (``| head``): point stdout at /dev/null so that the interpreter's
+    final flush does not fail again and turn a clean exit into status 1."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
