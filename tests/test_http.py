@@ -132,6 +132,25 @@ def test_endless_http_headers_are_bounded(tmp_path: Path) -> None:
     assert not any(type(r).__name__ == "BindRecord" for r in recs)  # the direction was given up
 
 
+def test_endless_authentication_legs_are_bounded(tmp_path: Path) -> None:
+    """A client that sends header part after header part (Content-Length: 0 legs, each a whole
+    header block) is given up after MAX_HEADER_PARTS, never buffered or followed forever."""
+    from rpcinspect.transports.http import MAX_HEADER_PARTS
+
+    c = Conv(dport=8080)
+    c.handshake()
+    leg = b"RPC_IN_DATA /rpc/rpcproxy.dll?x:6001 HTTP/1.1\r\nContent-Length: 0\r\n\r\n"
+    for _ in range(MAX_HEADER_PARTS + 4):
+        c.send(True, leg)
+    c.send(True, bind(1, [(0, SAMR, 1)]))
+    recs = records(tmp_path, c.frames)
+    summary = recs[-1]
+    assert isinstance(summary, SummaryRecord)
+    assert summary.counters["http_header_limit"] == 1
+    assert summary.counters["http_auth_leg"] == MAX_HEADER_PARTS  # read, then the direction is dropped
+    assert not any(type(r).__name__ == "BindRecord" for r in recs)  # the direction was given up
+
+
 @pytest.mark.skipif(not fastscan.available(), reason="libpcap extension not built")
 def test_prefilter_passes_port_593(tmp_path: Path) -> None:
     c = Conv(dport=593)
