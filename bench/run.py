@@ -9,7 +9,8 @@ then times, for each,
 * ``rpcinspect analyze --format jsonl FILE`` (output to /dev/null);
 * ``tshark -r FILE -Y dcerpc -T fields -e frame.number -e dcerpc.opnum``;
 
-each ``--repeat`` times, alternating, and keeps each tool's best time;
+each ``--repeat`` times, alternating, and keeps each tool's best time; rpcinspect runs as is
+(``--jobs auto``: one worker per core on these large files) and with ``--jobs 1`` (one process);
 
 and reports packets per second, the speed-up, and each tool's peak resident memory. With
 ``--big-gb`` it also writes a capture of that size and measures rpcinspect's peak memory on it
@@ -87,26 +88,36 @@ def main() -> None:
     # Byte-compile first, as an installed package is: this environment never writes .pyc files.
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(HERE.parent / "rpcinspect")], check=False)
     print(f"machine: {machine()}")
-    print(f"{'capture':16} {'packets':>10} {'MB':>7} {'tshark s':>9} {'pkt/s':>8} {'MB RSS':>7} "
-          f"{'rpcinspect s':>12} {'pkt/s':>9} {'MB RSS':>7} {'speed-up':>8} {'target':>7}")  # fmt: skip
+    sys.path.insert(0, str(HERE.parent))
+    from rpcinspect.parallel import auto_jobs
+
+    print("rpcinspect: `analyze --format jsonl` as is (--jobs auto) and with --jobs 1 (one process); "
+          "MB RSS is the largest process's")  # fmt: skip
+    print(f"{'capture':16} {'packets':>10} {'MB':>7} {'tshark s':>9} {'pkt/s':>8} {'MB RSS':>7} {'jobs':>4} "
+          f"{'rpcinspect s':>12} {'pkt/s':>9} {'MB RSS':>7} {'speed-up':>8} {'target':>7}   "
+          f"{'-j1 s':>6} {'-j1 speed-up':>12}")  # fmt: skip
     for name, target in TARGETS.items():
         f = a.out / name
         n = packets(f)
         tshark_cmd = ["tshark", "-n", "-r", str(f), "-Y", "dcerpc", "-T", "fields",
                       "-e", "frame.number", "-e", "dcerpc.opnum"]  # fmt: skip
         # alternate the two tools, same number of runs, best of each (this machine is shared)
-        ts_runs, runs = [], []
+        ts_runs, runs, one_runs = [], [], []
         for _ in range(a.repeat):
             ts_runs.append(timed(tshark_cmd))
             runs.append(timed([*rpcinspect, str(f)]))
+            one_runs.append(timed([*rpcinspect, "--jobs", "1", str(f)]))
         t_ts, m_ts = min(r[0] for r in ts_runs), max(r[1] for r in ts_runs)
         t_ri, m_ri = min(r[0] for r in runs), max(r[1] for r in runs)
+        t_one = min(r[0] for r in one_runs)
         speed = t_ts / t_ri
         verdict = "met" if speed >= target else "MISSED"
         size = f.stat().st_size / 1e6
         tshark = f"{t_ts:>9.2f} {n / t_ts:>8,.0f} {m_ts:>7}"
-        ours = f"{t_ri:>12.2f} {n / t_ri:>9,.0f} {m_ri:>7}"
-        print(f"{name:16} {n:>10,} {size:>7.0f} {tshark} {ours} {speed:>7.1f}x {target:>5.0f}x {verdict}")
+        ours = f"{auto_jobs([f]):>4} {t_ri:>12.2f} {n / t_ri:>9,.0f} {m_ri:>7}"
+        one = f"{t_one:>6.2f} {t_ts / t_one:>11.1f}x"
+        head = f"{name:16} {n:>10,} {size:>7.0f}"
+        print(f"{head} {tshark} {ours} {speed:>7.1f}x {target:>5.0f}x {verdict:6} {one}")
     big = a.out / "big.pcap"
     if a.big_gb and big.exists():
         t_ri, m_ri = timed([*rpcinspect, str(big)])
@@ -115,7 +126,10 @@ def main() -> None:
         print(
             f"big.pcap: {size / 2**30:.2f} GiB in {t_ri:.1f} s, peak RSS {m_ri} MiB (target < 500 MiB: {ok})"
         )
-        t_np, m_np = timed([*rpcinspect, "--no-prefilter", str(big)])
+        t_one, m_one = timed([*rpcinspect, "--jobs", "1", str(big)])
+        ok = "met" if m_one < 500 else "MISSED"
+        print(f"big.pcap --jobs 1: {t_one:.1f} s, peak RSS {m_one} MiB (target < 500 MiB: {ok})")
+        t_np, m_np = timed([*rpcinspect, "--jobs", "1", "--no-prefilter", str(big)])
         ok = "met" if m_np < 500 else "MISSED"
         print(f"big.pcap --no-prefilter: {t_np:.1f} s, peak RSS {m_np} MiB (target < 500 MiB: {ok})")
 

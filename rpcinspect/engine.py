@@ -8,24 +8,27 @@ raised as :class:`~rpcinspect.errors.InputError` by :func:`analyze_file` users w
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from rpcinspect.auth.keytab import Keytab
 from rpcinspect.auth.secrets import Secret
 from rpcinspect.capture.link import LINKTYPE_NAMES, SUPPORTED_LINKTYPES, decode
+from rpcinspect.capture.shard import shard_of
 from rpcinspect.catalog import Catalog, load_catalog
 from rpcinspect.dcerpc.attach import TcpSelector
 from rpcinspect.dcerpc.classoc import ClCalls
-from rpcinspect.dcerpc.epm import EndpointMapper
+from rpcinspect.dcerpc.epm import EPM_UUID, EndpointMapper, answer_of
 from rpcinspect.dcerpc.latename import LateNamer
 from rpcinspect.dcerpc.resolve import Resolver, parse_decode_as
 from rpcinspect.errors import InputError
 from rpcinspect.flows.tcp import TcpTable
 from rpcinspect.limits import DEFAULT_LIMITS, Limits
-from rpcinspect.records import Record, SummaryRecord
-from rpcinspect.runtime import Run
+from rpcinspect.records import CallRecord, Record, SummaryRecord
+from rpcinspect.runtime import END_OF_INPUT, Run
 from rpcinspect.transports.cotcp import CoFramer, Header
 from rpcinspect.transports.prefilter import PrefilteredSource, open_source
 from rpcinspect.transports.udp import UdpTable
@@ -35,10 +38,20 @@ try:
 except ImportError:  # the C extension was not built: the pure loop below does the same
     _fastpath = None
 
-__all__ = ["Progress", "analyze"]
+__all__ = ["NAMING_FLUSH", "EpmAnswer", "OrderKey", "Progress", "Unnamed", "analyze", "analyze_shard"]
 
 Progress = Callable[[str, int], None]
 """Called as ``progress(path, bytes_read)`` every few thousand packets."""
+
+
+def _sharded(feed: Callable[..., None], mine: Callable[[bytes, bytes], bool]) -> Callable[..., None]:
+    """*feed* (a table's ``segment`` or ``datagram``) for this shard's address pairs only."""
+
+    def sharded(seg: tuple, frame: int, ts: float) -> None:  # type: ignore[type-arg]
+        if mine(seg[1], seg[2]):
+            feed(seg, frame, ts)
+
+    return sharded
 
 
 def _raw_path(
@@ -80,23 +93,116 @@ def analyze(
     *secrets* (NT hashes) open NTLM-sealed stubs, *keytab* (Kerberos keys) Kerberos-sealed ones.
     """
     out: list[Record] = []
-    run = Run(catalog or load_catalog(), out.append, limits=limits)
+    yield from _pipeline(paths, out, out.append, None, catalog, limits, progress, prefilter, decode_as,
+                         secrets, keytab)  # fmt: skip
+
+
+class Unnamed(NamedTuple):
+    """From a shard: a finished call its worker could not name, and what names it (the parent
+    offers it to the run's :class:`~rpcinspect.dcerpc.latename.LateNamer`)."""
+
+    rec: CallRecord
+    key: tuple[str, str, int, str | None]
+
+
+class EpmAnswer(NamedTuple):
+    """From a shard: an endpoint-mapper answer, as :meth:`EndpointMapper.answer` takes it."""
+
+    args: tuple[str, int | None, str, bool, float, int, bytes]
+
+
+NAMING_FLUSH = "naming_flush"
+"""From a shard: the end of an input file, where the run's waiting calls are written."""
+
+OrderKey = tuple[int, int, int, int]
+"""``(file index, frame or end phase, sub, sequence)``: sorts a shard's records into the order one
+process would write them (see :attr:`Run.frame <rpcinspect.runtime.Run.frame>`)."""
+
+
+def analyze_shard(
+    paths: Iterable[str | Path],
+    shard: int,
+    shards: int,
+    *,
+    catalog: Catalog | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    progress: Progress | None = None,
+    prefilter: bool = True,
+    decode_as: Iterable[str] = (),
+    secrets: list[Secret] | None = None,
+    keytab: Keytab | None = None,
+) -> Iterator[tuple[OrderKey, Record]]:
+    """:func:`analyze` restricted to the address pairs of one shard (:mod:`rpcinspect.capture.shard`),
+    each record with its :data:`OrderKey`; a batch of packets with no record yields
+    ``(key, None)``, a watermark: this shard's later records all sort after *key*."""
+    out: list[tuple[OrderKey, Record | None]] = []
+    seq = itertools.count()
+    state = [0]  # file index
+    run_box: list[Run] = []
+
+    def emit(rec: Record) -> None:
+        run = run_box[0]
+        out.append(((state[0], run.frame, run.sub, next(seq)), rec))
+
+    yield from _pipeline(paths, out, emit, (shard, shards, state, run_box), catalog, limits, progress,  # type: ignore[misc]
+                         prefilter, decode_as, secrets, keytab)  # fmt: skip
+
+
+def _pipeline(
+    paths: Iterable[str | Path],
+    out: list,  # type: ignore[type-arg]
+    emit: Callable[[Record], None],
+    shard: tuple[int, int, list[int], list[Run]] | None,
+    catalog: Catalog | None,
+    limits: Limits,
+    progress: Progress | None,
+    prefilter: bool,
+    decode_as: Iterable[str],
+    secrets: list[Secret] | None,
+    keytab: Keytab | None,
+) -> Iterator[object]:
+    """The one loop behind :func:`analyze` and :func:`analyze_shard`: *emit* fills *out*, which
+    is yielded from after every batch of packets."""
+    run = Run(catalog or load_catalog(), emit, limits=limits)
+    clock = None
+    mine: Callable[[bytes, bytes], bool] | None = None
+    if shard is not None:
+        index, count, file_box, run_box = shard
+        file_box[0] = 0
+        run_box.append(run)
+        clock = run
+
+        def mine(src: bytes, dst: bytes) -> bool:
+            return shard_of(src, dst, count) == index
+
     run.secrets = secrets or ([] if keytab else None)  # a list turns stub decryption on
     run.keytab_keys = keytab or None
     rules = parse_decode_as(decode_as, run.catalog)
-    mapper = EndpointMapper(run)
-    run.resolver = Resolver(run.catalog, rules, mapper)
-    late = LateNamer(run, run.resolver)
-    run.unnamed, mapper.on_learn = late.hold, late.retry
+    if shard is None:
+        mapper = EndpointMapper(run)
+        run.resolver = Resolver(run.catalog, rules, mapper)
+        late = LateNamer(run, run.resolver)
+        run.unnamed, mapper.on_learn = late.hold, late.retry
+        flush_naming = late.flush
+    else:  # endpoint knowledge is the run's, not a shard's: the parent names (see ShardNaming)
+        run.resolver = Resolver(run.catalog, rules, None, pipes=False)
+        run.unnamed = lambda rec, key: emit(Unnamed(rec, key))  # type: ignore[arg-type]
+        run.add_stub_tap(
+            EPM_UUID, frozenset((2, 3)), lambda rec, _q, resp: emit(EpmAnswer(answer_of(rec, resp)))
+        )  # type: ignore[arg-type]
+        flush_naming = lambda: emit(NAMING_FLUSH)  # type: ignore[arg-type]  # noqa: E731
     started = time.perf_counter()
     files: list[str] = []
     errors: list[str] = []
     frames = nbytes = 0
     for path in paths:
+        if shard is not None:
+            shard[2][0] = len(files)
+            run.frame = run.sub = 0
         files.append(str(path))
         run.reset_anomaly_budget()
         try:
-            reader = open_source(path, prefilter=prefilter)
+            reader = open_source(path, prefilter=prefilter, shard=shard[:2] if shard else None)
         except InputError as exc:
             errors.append(str(exc))
             continue
@@ -107,19 +213,28 @@ def analyze(
         with reader:
             segment, datagram = table.segment, udp.datagram
             fast = _fastpath is not None and isinstance(reader, PrefilteredSource)
+            if mine is not None:  # what Python decodes itself was not sharded in C
+                segment, datagram = _sharded(segment, mine), _sharded(datagram, mine)
             if fast:
                 raw = _raw_path(reader.linktype, segment, datagram)
+                if mine is not None:  # C sharded what it decoded: only Python's own need checking
+                    segment, datagram = table.segment, udp.datagram
                 # in-order segments of whole PDUs go to their association in C, the rest to Python
                 for rb in reader.raw_batches():
-                    max_ts = max(max_ts, _fastpath.feed(table, rb, CoFramer, Header, segment, datagram, raw))
+                    max_ts = max(
+                        max_ts, _fastpath.feed(table, rb, CoFramer, Header, segment, datagram, raw, clock)
+                    )
+                    if rb:
+                        last_frame, last_ts = rb[-1][0], rb[-1][1] / 1_000_000_000
                     if out:
                         yield from out
                         out.clear()
-                    if rb:
-                        last_frame, last_ts = rb[-1][0], rb[-1][1] / 1_000_000_000
+                    if shard is not None:  # a watermark: nothing this shard writes later sorts before
+                        yield ((len(files) - 1, last_frame, END_OF_INPUT, 0), None)
                     if progress is not None:
                         progress(str(path), reader.bytes_read)
-            for batch in () if fast else reader.batches():
+            batches = () if fast else reader.batches()
+            for batch in batches:
                 for frame, ts, linktype, data in batch:
                     if data.__class__ is tuple:
                         seg = data  # decoded in C by the prefilter
@@ -142,13 +257,21 @@ def analyze(
                             out.clear()
                 if batch:
                     last_frame, last_ts = batch[-1][0], batch[-1][1]
+                    if shard is not None:
+                        yield ((len(files) - 1, last_frame, END_OF_INPUT, 0), None)
                 if progress is not None:
                     progress(str(path), reader.bytes_read)
+            # end of input, in phases (Run.frame orders a parallel run's records by them)
+            run.frame = END_OF_INPUT
             table.expire(max(max_ts, reader.last_ts), last_frame)
+            run.frame = END_OF_INPUT + 1
             table.close_all("end_of_capture", last_frame, last_ts)
+            run.frame = END_OF_INPUT + 2
             udp.expire(max(max_ts, reader.last_ts), last_frame)
+            run.frame = END_OF_INPUT + 3
             udp.close_all("end_of_capture")
-            late.flush()
+            run.frame = END_OF_INPUT + 4
+            flush_naming()
             frames += reader.frames
             nbytes += reader.bytes_read
             if progress is not None:
@@ -169,14 +292,19 @@ def analyze(
         elif reader.error:
             errors.append(f"{path}: corrupt capture after frame {reader.frames} ({reader.error})")
     counters = dict(sorted(run.counters.items()))
-    yield SummaryRecord(
-        files,
-        frames,
-        nbytes,
-        counters.get("calls", 0),
-        counters.get("binds", 0),
-        counters.get("tcp_connections", 0),
-        round(time.perf_counter() - started, 6),
-        counters,
-        errors,
+    run.frame, run.sub = END_OF_INPUT + 5, 0
+    emit(
+        SummaryRecord(
+            files,
+            frames,
+            nbytes,
+            counters.get("calls", 0),
+            counters.get("binds", 0),
+            counters.get("tcp_connections", 0),
+            round(time.perf_counter() - started, 6),
+            counters,
+            errors,
+        )
     )
+    yield from out
+    out.clear()

@@ -18,7 +18,10 @@ if TYPE_CHECKING:
     from rpcinspect.auth.secrets import Secret
     from rpcinspect.catalog import Catalog
 
-__all__ = ["Endpoints", "Resolver", "Run", "StubTap"]
+__all__ = ["END_OF_INPUT", "Endpoints", "Resolver", "Run", "StubTap"]
+
+END_OF_INPUT = 1 << 62
+""":attr:`Run.frame` base of the end-of-input phases: above every frame number."""
 
 Endpoints = tuple[str, int, str, int]
 """``(client, client_port, server, server_port)`` as text, for records."""
@@ -63,6 +66,13 @@ class Run:
         (an empty list when only keytabs are given)."""
         self.keytab_keys: Keytab | None = None
         """Kerberos keys (``--keytab``) that open service tickets; None: Kerberos is not decrypted."""
+        self.frame = 0
+        """Where the pipeline is, so a parallel run can merge its workers' records in one-process
+        order: the frame being processed (set by the flow tables), or at end of input
+        ``END_OF_INPUT`` plus the end phase (set by the engine)."""
+        self.sub = 0
+        """At end of input, the first frame of the connection or call being closed (their tables
+        close them in that order); else 0."""
 
     def add_stub_tap(self, if_uuid: str, opnums: frozenset[int] | None, tap: StubTap) -> None:
         """Asks the associations to keep the stubs of these calls (bounded) and hand them to *tap*."""

@@ -1,6 +1,6 @@
 """The package's layering, enforced: data flows one way and no layer imports one above it.
 
-capture -> flows -> transports -> dcerpc -> output -> engine -> cli. Beside them sit shared
+capture -> flows -> transports -> dcerpc -> output -> engine -> parallel -> cli. Beside them sit shared
 leaves any layer may use (``errors``, ``limits``, ``records``, ``catalog``, ``auth``, ``runtime``);
 a leaf imports no layer. Imports under ``if TYPE_CHECKING:`` are annotations only and not counted.
 Also checked here: no module passes the ~600-line mark the project keeps files under.
@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO
 
 PKG = REPO / "rpcinspect"
-LAYERS = ["capture", "flows", "transports", "dcerpc", "output", "engine", "cli"]
+LAYERS = ["capture", "flows", "transports", "dcerpc", "output", "engine", "parallel", "cli"]
 LEAVES = {"errors", "limits", "records", "catalog", "auth", "runtime", "__init__"}
 MAX_LINES = 600
 

@@ -444,19 +444,26 @@ set_ports(uint8_t *bits, PyObject *ports)
 }
 
 PyDoc_STRVAR(select_doc,
-"select_rpc(tcp_ports, udp_ports, drop_pure_acks=True, decode=False) -> None\n\n"
+"select_rpc(tcp_ports, udp_ports, drop_pure_acks=True, decode=False, shards=1, shard=0) -> None\n\n"
 "Turn on one-pass DCE/RPC flow selection (rpcselect.h), seeded with known ports. With decode,\n"
 "TCP/UDP packets come back as (frame, ts_ns, (proto, src, dst, sport, dport, seq, ack, flags,\n"
-"payload)) instead of (frame, ts_ns, orig_len, data).");
+"payload)) instead of (frame, ts_ns, orig_len, data). With shards > 1, decoded packets pass only in\n"
+"the shard of their address pair (see rpcselect.h).");
 
 static PyObject *
 Scanner_select_rpc(Scanner *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"tcp_ports", "udp_ports", "drop_pure_acks", "decode", NULL};
+    static char *kwlist[] = {"tcp_ports", "udp_ports", "drop_pure_acks", "decode", "shards", "shard", NULL};
     PyObject *tcp, *udp;
     int drop = 1, decode = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|pp:select_rpc", kwlist, &tcp, &udp, &drop, &decode))
+    unsigned shards = 1, shard = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|ppII:select_rpc", kwlist, &tcp, &udp, &drop, &decode, &shards,
+                                     &shard))
         return NULL;
+    if (shards < 1 || shards > 256 || shard >= shards) {
+        PyErr_SetString(PyExc_ValueError, "select_rpc: need 1 <= shards <= 256 and 0 <= shard < shards");
+        return NULL;
+    }
     if (check_usable(self) < 0)
         return NULL;
     if (self->sel.starts == NULL) {
@@ -468,6 +475,8 @@ Scanner_select_rpc(Scanner *self, PyObject *args, PyObject *kwds)
         return NULL;
     self->sel.drop_pure_acks = drop;
     self->sel.decode = decode;
+    self->sel.shards = shards;
+    self->sel.shard = shard;
     self->sel.enabled = 1;
     Py_RETURN_NONE;
 }
@@ -737,7 +746,26 @@ mod_lib_version(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(ignored))
     return PyUnicode_FromString(pcap_lib_version());
 }
 
+static PyObject *
+mod_shard_of(PyObject *Py_UNUSED(mod), PyObject *args)
+{
+    Py_buffer a, b;
+    unsigned shards;
+    if (!PyArg_ParseTuple(args, "y*y*I:shard_of", &a, &b, &shards))
+        return NULL;
+    PyObject *r = NULL;
+    if (a.len != b.len || (a.len != 4 && a.len != 16) || shards < 1)
+        PyErr_SetString(PyExc_ValueError, "shard_of: two 4- or 16-byte addresses and shards >= 1");
+    else
+        r = PyLong_FromUnsignedLong(rpcsel_shard_of(a.buf, b.buf, (unsigned)a.len, shards));
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
+    return r;
+}
+
 static PyMethodDef module_methods[] = {
+    {"shard_of", (PyCFunction)mod_shard_of, METH_VARARGS,
+     "shard_of(addr_a, addr_b, shards) -> int: the selector's shard of an unordered address pair."},
     {"open", (PyCFunction)(void (*)(void))mod_open, METH_VARARGS | METH_KEYWORDS, open_doc},
     {"check_filter", (PyCFunction)(void (*)(void))mod_check_filter, METH_VARARGS | METH_KEYWORDS,
      check_filter_doc},

@@ -145,14 +145,17 @@ class FastScan:
         *,
         drop_pure_acks: bool = True,
         decode: bool = False,
+        shards: int = 1,
+        shard: int = 0,
     ) -> None:
         """Turns on one-pass DCE/RPC flow selection in C (see ``rpcselect.h``), seeded with ports.
 
         With *decode*, TCP/UDP packets come back as ``(frame, ts_ns, segment)`` where segment is
         what :func:`rpcinspect.capture.link.decode` would return; other packets keep the
-        ``(frame, ts_ns, orig_len, data)`` shape.
+        ``(frame, ts_ns, orig_len, data)`` shape. With *shards* > 1, decoded packets pass only
+        when their unordered address pair falls in *shard* (:func:`rpcinspect.capture.shard.shard_of`).
         """
-        self._sc.select_rpc(list(tcp_ports), list(udp_ports), drop_pure_acks, decode)
+        self._sc.select_rpc(list(tcp_ports), list(udp_ports), drop_pure_acks, decode, shards, shard)
 
     def rpc_ports(self) -> tuple[list[int], list[int]]:
         """TCP and UDP ports known to carry DCE/RPC: the seeds plus those learned so far."""

@@ -137,6 +137,29 @@ l3(int dlt, const unsigned char *d, uint32_t n, uint32_t *off)
     return 0;
 }
 
+unsigned
+rpcsel_shard_of(const unsigned char *a, const unsigned char *b, unsigned alen, unsigned shards)
+{
+    if (memcmp(a, b, alen) > 0) {
+        const unsigned char *t = a;
+        a = b;
+        b = t;
+    }
+    uint32_t h = 2166136261u;
+    for (unsigned i = 0; i < alen; i++)
+        h = (h ^ a[i]) * 16777619u;
+    for (unsigned i = 0; i < alen; i++)
+        h = (h ^ b[i]) * 16777619u;
+    return shards ? h % shards : 0;
+}
+
+/* A decoded packet that passes selection: is it this shard's? */
+static inline int
+mine(const rpcsel_t *s, const unsigned char *src, const unsigned char *dst, unsigned alen)
+{
+    return s->shards < 2 || rpcsel_shard_of(src, dst, alen, s->shards) == s->shard;
+}
+
 int
 rpcsel_match(rpcsel_t *s, int dlt, const unsigned char *d, uint32_t n, rpcsel_pkt_t *out)
 {
@@ -193,7 +216,7 @@ rpcsel_match(rpcsel_t *s, int dlt, const unsigned char *d, uint32_t n, rpcsel_pk
         out->poff = p;
         out->plen = plen;
         if (rpcsel_has(s->tcp, sport) || rpcsel_has(s->tcp, dport))
-            return plen || (flags & 0x07) || !s->drop_pure_acks;
+            return (plen || (flags & 0x07) || !s->drop_pure_acks) && mine(s, src, dst, alen);
         if (flags & 0x02) { /* SYN / SYN-ACK: where this direction's data will start */
             rpcsel_start_t *e = &s->starts[stream_key(src, dst, alen, sport, dport) & (RPCSEL_STARTS - 1)];
             e->key = stream_key(src, dst, alen, sport, dport);
@@ -208,7 +231,7 @@ rpcsel_match(rpcsel_t *s, int dlt, const unsigned char *d, uint32_t n, rpcsel_pk
             if (port < 0x10000) {
                 rpcsel_set(s->tcp, port);
                 s->learned++;
-                return 1;
+                return mine(s, src, dst, alen);
             }
             return 0;
         }
@@ -218,12 +241,12 @@ rpcsel_match(rpcsel_t *s, int dlt, const unsigned char *d, uint32_t n, rpcsel_pk
             || (plen >= 13 && memcmp(d + p, "RPC_OUT_DATA ", 13) == 0)) {
             rpcsel_set(s->tcp, dport);
             s->learned++;
-            return 1;
+            return mine(s, src, dst, alen);
         }
         if (plen >= 14 && memcmp(d + p, "ncacn_http/1.0", 14) == 0) {
             rpcsel_set(s->tcp, sport);
             s->learned++;
-            return 1;
+            return mine(s, src, dst, alen);
         }
         if (plen > 0 && plen < 16) {
             uint64_t k = stream_key(src, dst, alen, sport, dport);
@@ -232,7 +255,7 @@ rpcsel_match(rpcsel_t *s, int dlt, const unsigned char *d, uint32_t n, rpcsel_pk
                 e->used = 0;
                 rpcsel_set(s->tcp, e->server_port); /* a header may be split: let Python look */
                 s->learned++;
-                return 1;
+                return mine(s, src, dst, alen);
             }
         }
         return 0;
@@ -253,9 +276,10 @@ rpcsel_match(rpcsel_t *s, int dlt, const unsigned char *d, uint32_t n, rpcsel_pk
         out->poff = t + 8;
         out->plen = end > t + 8 ? end - (t + 8) : 0;
         if (rpcsel_has(s->udp, sport) || rpcsel_has(s->udp, dport))
-            return 1;
+            return mine(s, src, dst, alen);
         const unsigned char *p = d + t + 8;
-        return out->plen >= 80 && p[0] == 4 && p[1] <= 10; /* connectionless header is 80 bytes */
+        /* connectionless header is 80 bytes */
+        return out->plen >= 80 && p[0] == 4 && p[1] <= 10 && mine(s, src, dst, alen);
     }
     return 0;
 }

@@ -12,6 +12,11 @@
  * Anything the parser cannot judge (IP fragments, IPv6 extension headers, unknown link types)
  * passes, so Python decides. UDP passes on known UDP ports or when it looks connectionless (v4).
  *
+ * With shards > 1 (``--jobs``), a decoded TCP/UDP packet passes only in the shard its unordered
+ * address pair hashes to (rpcsel_shard_of; rpcinspect.capture.shard.shard_of is the same
+ * function), after port learning, so every shard learns the same ports as one process would.
+ * Undecoded packets (fragments, ...) pass in every shard: Python decodes and shards them.
+ *
  * State is bounded: two 8 KiB port bitmaps and a fixed table of stream starts.
  */
 #ifndef RPCSELECT_H
@@ -36,6 +41,7 @@ typedef struct {
     uint8_t udp[8192];
     unsigned long long learned; /* ports learned so far (bits set by rpcsel_match) */
     rpcsel_start_t *starts;     /* RPCSEL_STARTS entries, or NULL until enabled */
+    unsigned shards, shard;     /* pass only this shard of address pairs (shards > 1) */
 } rpcsel_t;
 
 /* What rpcsel_match decoded of a packet it passes: kind 6 (TCP) or 17 (UDP) with the offsets
@@ -49,6 +55,10 @@ typedef struct {
     uint32_t seq, ack;
     uint32_t src_off, dst_off, poff, plen;
 } rpcsel_pkt_t;
+
+/* Shard (0..shards-1) of an unordered address pair: FNV-1a (32-bit) over the lower address
+ * then the higher one (memcmp order), modulo shards. */
+unsigned rpcsel_shard_of(const unsigned char *a, const unsigned char *b, unsigned alen, unsigned shards);
 
 /* Returns 1 if the packet should reach Python, 0 to drop it; fills *out when it passes. */
 int rpcsel_match(rpcsel_t *s, int dlt, const unsigned char *d, uint32_t caplen, rpcsel_pkt_t *out);

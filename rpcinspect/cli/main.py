@@ -195,6 +195,10 @@ def analyze(
             dir_okay=False,
         ),
     ] = None,
+    jobs: Annotated[
+        str,
+        typer.Option("--jobs", "-j", metavar="N", help="Worker processes: a number, or auto (see above)."),
+    ] = "auto",
 ) -> None:
     """Decode capture files into RPC call and bind records (requests paired with responses).
 
@@ -207,6 +211,11 @@ def analyze(
     server port; HOST may be `*`) or `PIPE=UUID[:VER]` (a named pipe), where UUID may be a catalog
     name such as `samr`. Rules win over endpoint-mapper learning and well-known pipes.
 
+    **--jobs N** splits the work by client/server address pair across N processes, each reading
+    the whole file; records come out in the same order as from one process. `auto` (the default)
+    uses the cores (at most 8) for inputs of 64 MiB or more, else one process. Limits then apply
+    per process, and an endpoint-mapper answer names missing-bind calls of its own process only.
+
     **Secrets** decrypt sealed stubs and are never written out. --password and --nt-hash take
     `PASSWORD` or `PRINCIPAL%PASSWORD` (PRINCIPAL: `user` or `DOMAIN\\user`), an NT hash likewise;
     --secrets-file reads `password:SECRET`, `nt_hash:SECRET` or `keytab:PATH` lines (keeping secrets out
@@ -217,6 +226,7 @@ def analyze(
     from rpcinspect.engine import analyze as run_analyze
     from rpcinspect.output.console import Stats, render
     from rpcinspect.output.writers import make_writer
+    from rpcinspect.parallel import ParallelRun, auto_jobs
     from rpcinspect.records import SummaryRecord
 
     err = Console(stderr=True)
@@ -239,6 +249,15 @@ def analyze(
     except (OSError, ValueError) as exc:
         err.print(f"[red]usage error:[/] keytab: {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
+    try:
+        njobs = auto_jobs(files) if jobs == "auto" else int(jobs)
+        if not 1 <= njobs <= 256:
+            raise ValueError
+    except ValueError:
+        err.print(f"[red]usage error:[/] --jobs {jobs!r}: a number from 1 to 256, or auto", highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    except OSError:
+        njobs = 1  # an unreadable input: one process reports it as usual
     stats = Stats()
     stream: IO[bytes] | None = None
     writer = None
@@ -259,17 +278,20 @@ def analyze(
             raise typer.Exit(EXIT_USAGE) from None
         summary_console, show_summary = Console(file=table_file, width=120, no_color=True), True
     progress_cb, progress_done = _progress(err, files, enabled=not quiet and err.is_terminal)
+    options = {"prefilter": not no_prefilter, "decode_as": rules, "secrets": secrets, "keytab": keytabs}
     try:
         write = writer.write if writer is not None else None
-        for rec in run_analyze(
-            files,
-            catalog=catalog,
-            progress=progress_cb,
-            prefilter=not no_prefilter,
-            decode_as=rules,
-            secrets=secrets,
-            keytab=keytabs,
-        ):
+        if njobs > 1:
+            par = ParallelRun(files, njobs, fmt.value if writer is not None else None,
+                              want_stats=show_summary, progress=progress_cb, options=options)  # fmt: skip
+            par.run(writer.write_raw if writer is not None else lambda _data: None)
+            assert par.summary is not None
+            if par.stats is not None:
+                stats = par.stats
+            stats.write(par.summary)
+            if write is not None:
+                write(par.summary)
+        for rec in () if njobs > 1 else run_analyze(files, catalog=catalog, progress=progress_cb, **options):
             if show_summary or isinstance(rec, SummaryRecord):
                 stats.write(rec)
             if write is not None:

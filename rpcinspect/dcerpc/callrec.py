@@ -25,6 +25,7 @@ __all__ = ["Call", "Context", "PendingBind", "Records"]
 _BTFN_PREFIX = "6cb71c2c-9812-4540-"
 _BTFN_BITS = ((0x1, "security_context_multiplexing"), (0x2, "keep_connection_on_orphan"))
 
+
 def _context_records(
     cat: Catalog, contexts: tuple[pdu.ContextItem, ...], results: tuple[pdu.AckResult, ...], nak: bool
 ) -> list[ContextRecord]:
@@ -58,7 +59,6 @@ def _context_records(
             )
         )
     return out
-
 
 
 class Context:
@@ -244,7 +244,6 @@ class Records:
         if call.tap is not None:
             call.tap(rec, bytes(call.req_bytes or b""), bytes(call.resp_bytes or b""))
 
-
     def _emit_bind(
         self,
         pb: PendingBind,
@@ -302,4 +301,3 @@ class Records:
         held, self._held = self._held, None
         if held is not None:
             self._emit_bind(*held)
-

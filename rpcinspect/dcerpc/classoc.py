@@ -80,6 +80,7 @@ class _ClCall:
     __slots__ = (
         "auth",
         "ep",
+        "first_frame",
         "if_major",
         "if_minor",
         "if_uuid",
@@ -96,8 +97,9 @@ class _ClCall:
         "ts",
     )  # fmt: skip
 
-    def __init__(self, key: tuple[str, int], h: ClHeader, ep: Endpoints, ts: float) -> None:
+    def __init__(self, key: tuple[str, int], h: ClHeader, ep: Endpoints, ts: float, frame: int) -> None:
         self.key = key
+        self.first_frame = frame
         self.ts = ts
         self.last_ts = ts
         self.last_frame = 0
@@ -150,7 +152,7 @@ class ClCalls:
                 if key in self.done:
                     run.count("cl_repeat_after_done")
                     return
-                call = _ClCall(key, h, (dst, dport, src, sport), ts)
+                call = _ClCall(key, h, (dst, dport, src, sport), ts, frame)
                 run.count("response_without_request")
             status = struct.unpack_from("<I" if h.little else ">I", body)[0] if len(body) >= 4 else None
             name = run.catalog.fault_name(status) if status is not None else None
@@ -177,7 +179,7 @@ class ClCalls:
                 old = self.calls.pop(next(iter(self.calls)))
                 run.anomaly("call_evicted", "too many connectionless calls in flight", frame, ts, old.ep)
                 self._emit(old, "no_response", None, "evicted")
-            call = _ClCall(key, h, ep, ts)
+            call = _ClCall(key, h, ep, ts, frame)
             if not request:
                 run.count("response_without_request")
             self.calls[key] = call
@@ -252,12 +254,17 @@ class ClCalls:
         limit = self.run.limits.idle_timeout
         stale = [k for k, c in self.calls.items() if now - c.last_ts > limit]
         for k in stale:
-            self._emit(self.calls.pop(k), "no_response", None, "idle_timeout")
+            call = self.calls.pop(k)
+            self.run.sub = call.first_frame
+            self._emit(call, "no_response", None, "idle_timeout")
+        self.run.sub = 0
 
     def close_all(self, reason: str) -> None:
         """End of input: every call still open becomes a record."""
         for call in list(self.calls.values()):
+            self.run.sub = call.first_frame
             self._emit(call, "no_response", None, reason)
+        self.run.sub = 0
         self.calls.clear()
         self.done.clear()
         self.fragments = 0

@@ -34,7 +34,15 @@ if TYPE_CHECKING:
     from rpcinspect.records import CallRecord
     from rpcinspect.runtime import Run
 
-__all__ = ["EPM_UUID", "EndpointMapper", "Tower", "parse_lookup_response", "parse_map_response", "tower"]
+__all__ = [
+    "EPM_UUID",
+    "EndpointMapper",
+    "Tower",
+    "answer_of",
+    "parse_lookup_response",
+    "parse_map_response",
+    "tower",
+]
 
 EPM_UUID: Final = "e1af8308-5d1f-11c9-91a4-08002b14a0fa"
 MAX_TOWERS: Final = 4096
@@ -214,6 +222,20 @@ MAX_ANSWERS = 1024
 """Distinct epm answers remembered to skip repeats (each at most ``Limits.max_stub_bytes``)."""
 
 
+def answer_of(rec: CallRecord, resp: bytes) -> tuple[str, int | None, str, bool, float, int, bytes]:
+    """The arguments of :meth:`EndpointMapper.answer` for a finished epm call (what a parallel
+    worker sends its parent, where the run's endpoint knowledge lives)."""
+    return (
+        rec.dst,
+        rec.opnum,
+        rec.status,
+        rec.stub_encrypted,
+        rec.ts + (rec.rtt or 0.0),
+        rec.resp_frame or 0,
+        resp,
+    )
+
+
 class EndpointMapper:
     """Learns endpoints from epm answers and resolves unbound calls from them."""
 
@@ -230,30 +252,33 @@ class EndpointMapper:
 
     def tap(self, rec: CallRecord, req: bytes, resp: bytes) -> None:
         """Stub tap: decodes a finished ept_map / ept_lookup call."""
+        self.answer(*answer_of(rec, resp))
+
+    def answer(self, server: str, opnum: int | None, status: str, sealed: bool, ts: float, frame: int,
+               resp: bytes) -> None:  # fmt: skip
+        """Learns from one ept_map (opnum 3) / ept_lookup (2) answer of *server*, seen at *ts*."""
         run = self.run
-        if rec.status != "ok" or not resp:
+        if status != "ok" or not resp:
             return
-        if rec.stub_encrypted:  # sealed and not decrypted (a decrypted answer is read like any)
+        if sealed:  # sealed and not decrypted (a decrypted answer is read like any)
             run.count("epm_encrypted_skipped")
             return
-        source = "ept_map" if rec.opnum == 3 else "ept_lookup"
+        source = "ept_map" if opnum == 3 else "ept_lookup"
         # Clients ask the same server the same question again and again: an answer already learned
         # from (same server, same bytes after the context handle) teaches nothing new.
-        key = (rec.dst, rec.opnum, bytes(resp[20:]))
+        key = (server, opnum, bytes(resp[20:]))
         if key in self.answered:
             run.count("epm_answers_repeated")
             return
         if len(self.answered) >= MAX_ANSWERS:
             self.answered.clear()
         self.answered.add(key)
-        towers = parse_map_response(resp) if rec.opnum == 3 else parse_lookup_response(resp)
+        towers = parse_map_response(resp) if opnum == 3 else parse_lookup_response(resp)
         if not towers and len(resp) > 28:
             run.count("epm_malformed")
         run.count(f"epm_{source}_towers", len(towers))
-        ts = rec.ts + (rec.rtt or 0.0)
-        frame = rec.resp_frame or 0
         for t in towers:
-            self._learn(t, rec.dst, source, ts, frame)
+            self._learn(t, server, source, ts, frame)
         if towers and self.on_learn is not None:
             self.on_learn(ts)
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rpcinspect.runtime import END_OF_INPUT
+
 if TYPE_CHECKING:
     from rpcinspect.records import CallRecord
     from rpcinspect.runtime import Resolver, Run
@@ -33,6 +35,7 @@ class LateNamer:
         self.run = run
         self.resolve = resolve
         self.waiting: dict[Key, list[CallRecord]] = {}  # insertion order: oldest endpoint first
+        self.since: dict[Key, int] = {}  # when each endpoint began waiting (orders a parallel run)
         self.held = 0
         self._checked = 0.0
 
@@ -41,6 +44,8 @@ class LateNamer:
         recs = self.waiting.get(key)
         if recs is None:
             recs = self.waiting[key] = []
+            run = self.run
+            self.since[key] = run.frame if run.frame < END_OF_INPUT else END_OF_INPUT + run.sub
         recs.append(rec)
         self.held += 1
         self.run.count("late_name_held")
@@ -58,21 +63,36 @@ class LateNamer:
             found = self.resolve(*key)
             if found is None:
                 continue
-            if_uuid, if_version, source = found
-            iface = self.run.catalog.interface(if_uuid, if_version)
             for rec in self.waiting[key]:
-                rec.if_uuid, rec.if_version, rec.if_source = if_uuid, if_version, source
-                if iface is not None:
-                    rec.interface = iface.name
-                    if rec.opnum is not None:
-                        rec.operation = iface.opnums.get(rec.opnum)
+                self.name(rec, found)
             self.run.count("late_named_calls", len(self.waiting[key]))
             self._release(key)
+
+    def name(self, rec: CallRecord, found: tuple[str, str, str]) -> None:
+        """Names *rec* with a resolver's answer ``(if_uuid, if_version, source)``."""
+        if_uuid, if_version, source = found
+        iface = self.run.catalog.interface(if_uuid, if_version)
+        rec.if_uuid, rec.if_version, rec.if_source = if_uuid, if_version, source
+        if iface is not None:
+            rec.interface = iface.name
+            if rec.opnum is not None:
+                rec.operation = iface.opnums.get(rec.opnum)
+
+    def offer(self, rec: CallRecord, key: Key) -> None:
+        """A call the run's resolver was not asked yet (a parallel worker's): named now, or held."""
+        found = self.resolve(*key)
+        if found is None:
+            self.hold(rec, key)
+            return
+        self.name(rec, found)
+        self.run.emit(rec)
 
     def flush(self) -> None:
         """Writes every waiting call as it is (end of an input file)."""
         for key in list(self.waiting):
+            self.run.sub = self.since[key]
             self._release(key)
+        self.run.sub = 0
 
     def _expire(self, ts: float) -> None:
         """Writes unnamed the endpoints whose first call waited longer than the limit at *ts*."""
@@ -84,6 +104,7 @@ class LateNamer:
 
     def _release(self, key: Key) -> None:
         recs = self.waiting.pop(key)
+        del self.since[key]
         self.held -= len(recs)
         emit = self.run.emit
         for rec in recs:

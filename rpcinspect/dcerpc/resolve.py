@@ -86,12 +86,15 @@ def parse_decode_as(rules: Iterable[str], catalog: Catalog) -> DecodeAs:
 class Resolver:
     """``(transport, server, server_port, named_pipe) -> (if_uuid, if_version, source)``."""
 
-    __slots__ = ("catalog", "decode_as", "epm")
+    __slots__ = ("catalog", "decode_as", "epm", "pipes")
 
-    def __init__(self, catalog: Catalog, decode_as: DecodeAs | None, epm: EndpointMapper | None) -> None:
+    def __init__(
+        self, catalog: Catalog, decode_as: DecodeAs | None, epm: EndpointMapper | None, *, pipes: bool = True
+    ) -> None:
         self.catalog = catalog
         self.decode_as = decode_as if decode_as else None
         self.epm = epm
+        self.pipes = pipes  # False in a parallel worker: its parent names by epm, then by pipe
 
     def __call__(
         self, transport: str, server: str, port: int, pipe: str | None
@@ -109,7 +112,7 @@ class Resolver:
             found = self.epm.resolve(transport, server, port, pipe)
             if found is not None:
                 return found[0], found[1], "epm"
-        if pipe is not None:
+        if pipe is not None and self.pipes:
             iface = self.catalog.pipe_interface(pipe)
             if iface is not None:
                 return iface.uuid, max(iface.versions, key=lambda v: tuple(map(int, v.split(".")))), "pipe"

@@ -23,7 +23,7 @@
 #define TH_RST 0x04
 #define TH_ACK 0x10
 
-static PyObject *s_table, *s_sweep_at, *s_dirs, *s_next_seq, *s_ooo, *s_handler, *s_sync, *s_bufs,
+static PyObject *s_table, *s_frame, *s_sweep_at, *s_dirs, *s_next_seq, *s_ooo, *s_handler, *s_sync, *s_bufs,
     *s_sink, *s_last_ts, *s_pdu, *s_fin, *s_billion, *s_empty;
 
 /* Frag lengths of the whole PDUs that exactly fill buf[0:n], or -1 (then Python decides). */
@@ -323,18 +323,19 @@ static int read_sweep_at(PyObject *table, double *out) {
 }
 
 PyDoc_STRVAR(feed_doc,
-             "feed(table, batch, framer_type, header_type, segment, datagram, raw) -> float\n\n"
+             "feed(table, batch, framer_type, header_type, segment, datagram, raw, clock=None) -> float\n\n"
              "Feeds a batch of (frame, ts_ns, item) packets from the C scanner: decoded TCP segments that\n"
              "continue their stream with whole DCE/RPC PDUs go straight to the connection's association;\n"
              "every other packet goes, in order, to segment(seg, frame, ts) or datagram(seg, frame, ts)\n"
-             "if decoded, else to raw(frame, ts, data). Returns the largest timestamp (seconds) in the\n"
-             "batch, or 0.0 for an empty batch.");
+             "if decoded, else to raw(frame, ts, data). clock, if given, gets each packet's frame number\n"
+             "as clock.frame first (the run's position, which orders a parallel run's records).\n"
+             "Returns the largest timestamp (seconds) in the batch, or 0.0 for an empty batch.");
 
 static PyObject *feed(PyObject *self, PyObject *args) {
-    PyObject *table, *batch, *segment, *datagram, *raw;
+    PyObject *table, *batch, *segment, *datagram, *raw, *clock = Py_None;
     PyTypeObject *framer_type, *htype;
-    if (!PyArg_ParseTuple(args, "OO!O!O!OOO", &table, &PyList_Type, &batch, &PyType_Type, &framer_type,
-                          &PyType_Type, &htype, &segment, &datagram, &raw))
+    if (!PyArg_ParseTuple(args, "OO!O!O!OOO|O", &table, &PyList_Type, &batch, &PyType_Type, &framer_type,
+                          &PyType_Type, &htype, &segment, &datagram, &raw, &clock))
         return NULL;
     if (!PyType_IsSubtype(htype, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "header_type must be a tuple subclass");
@@ -362,6 +363,8 @@ static PyObject *feed(PyObject *self, PyObject *args) {
         }
         PyObject *frame = PyTuple_GET_ITEM(pkt, 0);
         PyObject *item = PyTuple_GET_ITEM(pkt, PyTuple_GET_SIZE(pkt) - 1);
+        if (clock != Py_None && PyObject_SetAttr(clock, s_frame, frame) < 0)
+            goto fail;
         PyObject *ts_obj = PyNumber_TrueDivide(PyTuple_GET_ITEM(pkt, 1), s_billion);
         if (ts_obj == NULL)
             goto fail;
@@ -412,6 +415,7 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     if ((var = PyUnicode_InternFromString(text)) == NULL)                                                          \
         return NULL;
     INTERN(s_table, "table");
+    INTERN(s_frame, "frame");
     INTERN(s_sweep_at, "_sweep_at");
     INTERN(s_dirs, "dirs");
     INTERN(s_next_seq, "next_seq");

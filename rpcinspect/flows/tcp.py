@@ -61,6 +61,7 @@ class Connection:
         "dirs",
         "dport",
         "dst",
+        "first_frame",
         "handler",
         "has_data",
         "head",
@@ -71,8 +72,9 @@ class Connection:
         "src",
     )
 
-    def __init__(self, src: bytes, sport: int, dst: bytes, dport: int, ts: float) -> None:
+    def __init__(self, src: bytes, sport: int, dst: bytes, dport: int, ts: float, frame: int = 0) -> None:
         self.src, self.sport, self.dst, self.dport = src, sport, dst, dport
+        self.first_frame = frame
         self.dirs = (_Dir(), _Dir())
         self.handler: Handler | _Ignore | None = None
         self.last_ts = ts
@@ -100,6 +102,7 @@ class TcpTable:
     def segment(self, seg: Segment, frame: int, ts: float) -> None:
         """Feeds one TCP segment."""
         _p, src, dst, sport, dport, seq, ack, flags, payload = seg
+        self.run.frame = frame
         key = (src, sport, dst, dport)
         ent = self.table.get(key)
         if ent is None:
@@ -110,13 +113,13 @@ class TcpTable:
                 self.ignored.discard((dst, dport, src, sport))
             if not payload and not flags & _SYN:
                 return
-            conn = self._open(src, sport, dst, dport, ts)
+            conn = self._open(src, sport, dst, dport, ts, frame)
             dirn = 0
         else:
             conn, dirn = ent
             if flags & _SYN and not flags & _ACK and conn.has_data:
                 self._close(conn, "connection_reused", frame, ts)
-                conn = self._open(src, sport, dst, dport, ts)
+                conn = self._open(src, sport, dst, dport, ts, frame)
                 dirn = 0
         conn.last_ts = ts
         d = conn.dirs[dirn]
@@ -259,10 +262,10 @@ class TcpTable:
         h.data(dirn, data, frame, ts)  # type: ignore[union-attr]
 
     # -- table -----------------------------------------------------------------------------------
-    def _open(self, src: bytes, sport: int, dst: bytes, dport: int, ts: float) -> Connection:
+    def _open(self, src: bytes, sport: int, dst: bytes, dport: int, ts: float, frame: int) -> Connection:
         if self.live >= self.run.limits.max_connections:
             self._evict_oldest(ts)
-        conn = Connection(src, sport, dst, dport, ts)
+        conn = Connection(src, sport, dst, dport, ts, frame)
         self.table[(src, sport, dst, dport)] = (conn, 0)
         self.table[(dst, dport, src, sport)] = (conn, 1)
         self.live += 1
@@ -311,11 +314,16 @@ class TcpTable:
         self._sweep_at = ts
         limit = ts - self.run.limits.idle_timeout
         idle = [c for c, d in self.table.values() if d == 0 and c.last_ts < limit]
+        run = self.run
         for conn in idle:
-            self.run.count("tcp_connections_idle_closed")
+            run.count("tcp_connections_idle_closed")
+            run.sub = conn.first_frame
             self._close(conn, "idle_timeout", frame, ts)
+        run.sub = 0
 
     def close_all(self, reason: str, frame: int, ts: float) -> None:
         """Ends every connection (end of input): their handlers flush what they hold."""
         for conn in [c for c, d in self.table.values() if d == 0]:
+            self.run.sub = conn.first_frame
             self._close(conn, reason, frame, ts)
+        self.run.sub = 0

@@ -80,6 +80,36 @@ class Stats:
             row[3].add(rec.user)
         row[4] += 1
 
+    def merge(self, other: Stats) -> None:
+        """Adds another run's aggregates (a parallel worker's), within the same bounds."""
+        for mine, theirs in ((self.ops, other.ops), (self.faults, other.faults), (self.convs, other.convs)):
+            for key, n in theirs.items():
+                if key in mine or len(mine) < _MAX_KEYS:
+                    mine[key] += n
+        self.status.update(other.status)
+        self.binds.update(other.binds)
+        for key, row in other.posture.items():
+            have = self.posture.get(key)
+            if have is None:
+                if len(self.posture) < _MAX_KEYS:
+                    self.posture[key] = row
+                continue
+            if row[0] <= have[0]:
+                have[0], have[1], have[2] = row[0], row[1], row[2]
+            for user in row[3]:
+                if len(have[3]) < 4:
+                    have[3].add(user)
+            have[4] += row[4]
+        for key, where in other.endpoints.items():
+            have_w = self.endpoints.get(key)
+            if have_w is None:
+                if len(self.endpoints) >= _MAX_KEYS:
+                    continue
+                have_w = self.endpoints[key] = []
+            for at in where:
+                if at not in have_w and len(have_w) < 8:
+                    have_w.append(at)
+
     def close(self) -> None:
         pass
 

@@ -23,6 +23,7 @@ class Sink(Protocol):
     """Where records go. ``close`` finishes the document (the stream itself is the caller's)."""
 
     def write(self, rec: Record) -> None: ...
+    def write_raw(self, data: bytes | str) -> None: ...
     def close(self) -> None: ...
 
 
@@ -46,6 +47,13 @@ class JsonlWriter:
         if len(pending) >= self._BATCH:
             self.flush()
 
+    def write_raw(self, line: bytes) -> None:
+        """A record a parallel worker already serialised (one line, newline included)."""
+        pending = self._pending
+        pending.append(line)
+        if len(pending) >= self._BATCH:
+            self.flush()
+
     def flush(self) -> None:
         if self._pending:
             self._s.write(b"".join(self._pending))
@@ -61,7 +69,7 @@ class JsonWriter:
 
     def __init__(self, stream: IO[bytes]) -> None:
         self._s = stream
-        self._groups: dict[str, list[Record]] = {"call": [], "bind": [], "endpoint": [], "anomaly": []}
+        self._groups: dict[str, list[object]] = {"call": [], "bind": [], "endpoint": [], "anomaly": []}
         self._summary: Record | None = None
 
     def write(self, rec: Record) -> None:
@@ -69,6 +77,12 @@ class JsonWriter:
             self._summary = rec
         else:
             self._groups[rec.record].append(rec)
+
+    def write_raw(self, data: bytes) -> None:
+        """A record a parallel worker already serialised (compact JSON): read back, so the
+        document is byte for byte what one process writes."""
+        obj = orjson.loads(data)
+        self._groups[obj["record"]].append(obj)
 
     def close(self) -> None:
         doc = {
@@ -97,6 +111,10 @@ class CsvWriter:
     def write(self, rec: Record) -> None:
         if isinstance(rec, CallRecord):
             self._w.writerow(["" if v is None else v for v in (getattr(rec, f) for f in CALL_FIELDS)])
+
+    def write_raw(self, row: str) -> None:
+        """A call row a parallel worker already formatted (line ending included)."""
+        self._text.write(row)
 
     def close(self) -> None:
         self._text.flush()

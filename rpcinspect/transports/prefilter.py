@@ -49,7 +49,7 @@ class PacketSource(Protocol):
 class PrefilteredSource:
     """One libpcap pass with C-side DCE/RPC flow selection."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, shard: tuple[int, int] | None = None) -> None:
         self.path = path
         self.frames = 0
         self.bytes_read = 0
@@ -60,7 +60,8 @@ class PrefilteredSource:
         self.tcp_ports: list[int] = sorted(ALWAYS_TCP_PORTS)
         self._fs = fastscan.FastScan(path, "")
         self.linktype = self._fs.linktype
-        self._fs.select_rpc(ALWAYS_TCP_PORTS, (), decode=True)
+        index, count = shard or (0, 1)
+        self._fs.select_rpc(ALWAYS_TCP_PORTS, (), decode=True, shards=count, shard=index)
 
     def __iter__(self) -> Iterator[Packet]:
         for batch in self.batches():
@@ -101,12 +102,17 @@ class PrefilteredSource:
         self.close()
 
 
-def open_source(path: str | Path, *, prefilter: bool = True) -> PacketSource:
-    """The fastest source that can read *path*; raises :class:`~rpcinspect.errors.InputError`."""
+def open_source(
+    path: str | Path, *, prefilter: bool = True, shard: tuple[int, int] | None = None
+) -> PacketSource:
+    """The fastest source that can read *path*; raises :class:`~rpcinspect.errors.InputError`.
+
+    *shard* ``(index, count)`` lets the C selector pass only that shard's decoded packets (the
+    pure reader passes everything: the engine shards those itself)."""
     p = Path(path)
     if prefilter and fastscan.available():
         try:
-            src = PrefilteredSource(p)
+            src = PrefilteredSource(p, shard)
         except (fastscan.FastScanUnsupported, InputError, ValueError):
             pass  # the pure reader reads it, or raises the clearer one-line error
         else:

@@ -42,6 +42,7 @@ class UdpTable:
 
     def datagram(self, seg: Segment, frame: int, ts: float) -> None:
         """Feeds one UDP datagram (a decoded segment with proto 17)."""
+        self.run.frame = frame
         payload = seg[8]
         if not looks_cl(payload):
             return
