@@ -92,9 +92,7 @@ def analyze(
 
     *secrets* (NT hashes) open NTLM-sealed stubs, *keytab* (Kerberos keys) Kerberos-sealed ones.
     """
-    out: list[Record] = []
-    yield from _pipeline(paths, out, out.append, None, catalog, limits, progress, prefilter, decode_as,
-                         secrets, keytab)  # fmt: skip
+    yield from _pipeline(paths, None, catalog, limits, progress, prefilter, decode_as, secrets, keytab)
 
 
 class Unnamed(NamedTuple):
@@ -135,24 +133,13 @@ def analyze_shard(
     """:func:`analyze` restricted to the address pairs of one shard (:mod:`rpcinspect.capture.shard`),
     each record with its :data:`OrderKey`; a batch of packets with no record yields
     ``(key, None)``, a watermark: this shard's later records all sort after *key*."""
-    out: list[tuple[OrderKey, Record | None]] = []
-    seq = itertools.count()
-    state = [0]  # file index
-    run_box: list[Run] = []
-
-    def emit(rec: Record) -> None:
-        run = run_box[0]
-        out.append(((state[0], run.frame, run.sub, next(seq)), rec))
-
-    yield from _pipeline(paths, out, emit, (shard, shards, state, run_box), catalog, limits, progress,  # type: ignore[misc]
-                         prefilter, decode_as, secrets, keytab)  # fmt: skip
+    yield from _pipeline(paths, (shard, shards), catalog, limits, progress, prefilter, decode_as,  # type: ignore[misc]
+                         secrets, keytab)  # fmt: skip
 
 
 def _pipeline(
     paths: Iterable[str | Path],
-    out: list,  # type: ignore[type-arg]
-    emit: Callable[[Record], None],
-    shard: tuple[int, int, list[int], list[Run]] | None,
+    shard: tuple[int, int] | None,
     catalog: Catalog | None,
     limits: Limits,
     progress: Progress | None,
@@ -161,19 +148,26 @@ def _pipeline(
     secrets: list[Secret] | None,
     keytab: Keytab | None,
 ) -> Iterator[object]:
-    """The one loop behind :func:`analyze` and :func:`analyze_shard`: *emit* fills *out*, which
-    is yielded from after every batch of packets."""
-    run = Run(catalog or load_catalog(), emit, limits=limits)
+    """The one loop behind :func:`analyze` and :func:`analyze_shard` (*shard*: ``(index, count)``):
+    the run emits into *out*, which is yielded from after every batch of packets."""
+    out: list[object] = []
+    run = Run(catalog or load_catalog(), out.append, limits=limits)
+    file_index = 0
     clock = None
     mine: Callable[[bytes, bytes], bool] | None = None
     if shard is not None:
-        index, count, file_box, run_box = shard
-        file_box[0] = 0
-        run_box.append(run)
-        clock = run
+        index, count = shard
+        clock = run  # the C fast path keeps run.frame current
+        seq = itertools.count()
+
+        def keyed(rec: Record) -> None:
+            out.append(((file_index, run.frame, run.sub, next(seq)), rec))
 
         def mine(src: bytes, dst: bytes) -> bool:
             return shard_of(src, dst, count) == index
+
+        run.emit = keyed
+    emit = run.emit
 
     run.secrets = secrets or ([] if keytab else None)  # a list turns stub decryption on
     run.keytab_keys = keytab or None
@@ -196,13 +190,12 @@ def _pipeline(
     errors: list[str] = []
     frames = nbytes = 0
     for path in paths:
-        if shard is not None:
-            shard[2][0] = len(files)
-            run.frame = run.sub = 0
+        file_index = len(files)
+        run.frame = run.sub = 0
         files.append(str(path))
         run.reset_anomaly_budget()
         try:
-            reader = open_source(path, prefilter=prefilter, shard=shard[:2] if shard else None)
+            reader = open_source(path, prefilter=prefilter, shard=shard)
         except InputError as exc:
             errors.append(str(exc))
             continue
@@ -230,7 +223,7 @@ def _pipeline(
                         yield from out
                         out.clear()
                     if shard is not None:  # a watermark: nothing this shard writes later sorts before
-                        yield ((len(files) - 1, last_frame, END_OF_INPUT, 0), None)
+                        yield ((file_index, last_frame, END_OF_INPUT, 0), None)
                     if progress is not None:
                         progress(str(path), reader.bytes_read)
             batches = () if fast else reader.batches()
@@ -258,7 +251,7 @@ def _pipeline(
                 if batch:
                     last_frame, last_ts = batch[-1][0], batch[-1][1]
                     if shard is not None:
-                        yield ((len(files) - 1, last_frame, END_OF_INPUT, 0), None)
+                        yield ((file_index, last_frame, END_OF_INPUT, 0), None)
                 if progress is not None:
                     progress(str(path), reader.bytes_read)
             # end of input, in phases (Run.frame orders a parallel run's records by them)

@@ -30,7 +30,16 @@ from rpcinspect.dcerpc.latename import LateNamer
 from rpcinspect.dcerpc.resolve import Resolver
 from rpcinspect.limits import DEFAULT_LIMITS, Limits
 from rpcinspect.output.console import Stats
-from rpcinspect.parallel.worker import PLAIN, TAG_ANOMALY, TAG_EPM, TAG_FLUSH, TAG_UNNAMED, serializer, work
+from rpcinspect.parallel.worker import (
+    PLAIN,
+    TAG_ANOMALY,
+    TAG_EPM,
+    TAG_FLUSH,
+    TAG_UNNAMED,
+    Job,
+    serializer,
+    work,
+)
 from rpcinspect.records import Record, SummaryRecord
 from rpcinspect.runtime import Run
 
@@ -116,9 +125,9 @@ class ParallelRun:
             for i in range(self.jobs):
                 recv, send = ctx.Pipe(duplex=False)
                 _widen(recv)
-                args = (send, self.paths, i, self.jobs, self.fmt, self.want_stats,
-                        i == 0 and self.progress is not None, self.options)  # fmt: skip
-                p = ctx.Process(target=work, args=args, daemon=True, name=f"rpcinspect-shard-{i}")
+                job = Job(self.paths, i, self.jobs, self.fmt, self.want_stats,
+                          i == 0 and self.progress is not None, self.options)  # fmt: skip
+                p = ctx.Process(target=work, args=(send, job), daemon=True, name=f"rpcinspect-shard-{i}")
                 p.start()
                 send.close()
                 conns.append(recv)

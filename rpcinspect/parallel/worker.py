@@ -14,6 +14,7 @@ import csv
 import io
 import pickle
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from rpcinspect.output.console import Stats
 from rpcinspect.output.writers import CALL_FIELDS
 from rpcinspect.records import AnomalyRecord, CallRecord, Record, SummaryRecord
 
-__all__ = ["PLAIN", "TAG_ANOMALY", "TAG_EPM", "TAG_FLUSH", "TAG_UNNAMED", "serializer", "work"]
+__all__ = ["PLAIN", "TAG_ANOMALY", "TAG_EPM", "TAG_FLUSH", "TAG_UNNAMED", "Job", "serializer", "work"]
 
 PLAIN, TAG_ANOMALY, TAG_UNNAMED, TAG_EPM, TAG_FLUSH = 0, 1, 2, 3, 4
 
@@ -54,20 +55,24 @@ def serializer(fmt: str | None) -> Callable[[Record], bytes | str | None]:
     return lambda rec: None
 
 
-def work(
-    conn: Connection,
-    paths: list[Path],
-    index: int,
-    count: int,
-    fmt: str | None,
-    want_stats: bool,
-    report_progress: bool,
-    options: dict[str, Any],
-) -> None:
-    """Runs shard *index* of *count* and sends ``("b", items, watermark)`` batches, ``("p", path,
-    bytes)`` progress, then ``("d", summary, stats)``; ``("x", text)`` if it failed."""
+@dataclass
+class Job:
+    """What one worker runs: shard *index* of *count* over *paths*, written for *fmt*."""
+
+    paths: list[Path]
+    index: int
+    count: int
+    fmt: str | None
+    want_stats: bool
+    report_progress: bool
+    options: dict[str, Any]
+
+
+def work(conn: Connection, job: Job) -> None:
+    """Runs *job* and sends ``("b", items, watermark)`` batches, ``("p", path, bytes)`` progress,
+    then ``("d", summary, stats)``; ``("x", text)`` if it failed."""
     try:
-        _work(conn, paths, index, count, fmt, want_stats, report_progress, options)
+        _work(conn, job)
     except KeyboardInterrupt:
         pass
     except BaseException as exc:  # the parent reports it in one line
@@ -76,28 +81,19 @@ def work(
         conn.close()
 
 
-def _work(
-    conn: Connection,
-    paths: list[Path],
-    index: int,
-    count: int,
-    fmt: str | None,
-    want_stats: bool,
-    report_progress: bool,
-    options: dict[str, Any],
-) -> None:
+def _work(conn: Connection, job: Job) -> None:
     send = conn.send_bytes
     dumps = pickle.dumps
-    ser = serializer(fmt)
-    stats = Stats() if want_stats else None
+    ser = serializer(job.fmt)
+    stats = Stats() if job.want_stats else None
     summary: SummaryRecord | None = None
 
     def progress(path: str, nbytes: int) -> None:
         send(dumps(("p", path, nbytes)))
 
     items: list[tuple[Any, ...]] = []
-    for key, rec in analyze_shard(paths, index, count, progress=progress if report_progress else None,
-                                  **options):  # fmt: skip
+    report = progress if job.report_progress else None
+    for key, rec in analyze_shard(job.paths, job.index, job.count, progress=report, **job.options):
         if rec is None:  # watermark: the end of a batch of packets
             send(dumps(("b", items, key)))
             items = []
